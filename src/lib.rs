@@ -1,0 +1,25 @@
+//! # zentrale — a SIP call-routing engine for citizen hotlines
+//!
+//! The path of one call and the modules it crosses (see `README.md` and the design notes):
+//!
+//! - [`sip`] — our own SIP layer: message parsing and validation ([`sip::message`],
+//!   [`sip::validate`]), RFC 3261 transaction state machines that take the time as an argument
+//!   ([`sip::transaction`]), UDP and TCP transports ([`sip::transport`]) and the endpoint that
+//!   runs each received message to completion and hands dialog traffic to its call
+//!   ([`sip::endpoint`]).
+//! - [`call`] — one task per call: the caller leg as a B2BUA user-agent server (answer, CANCEL,
+//!   re-INVITE, session timers, BYE from either side, 2xx retransmission until ACK).
+//! - [`media`] — SDP answers and the RTP port pool (prompts, DTMF and the relay come later).
+//! - [`config`] — one [`config::Settings`] from embedded defaults, a TOML file and
+//!   `ZENTRALE_*` environment variables.
+//! - [`shutdown`] — the graceful-shutdown signal every task watches.
+//! - [`server`] — wires the parts together for `zentrale serve`.
+//! - [`logging`] — tracing set-up (human or JSON lines).
+
+pub mod call;
+pub mod config;
+pub mod logging;
+pub mod media;
+pub mod server;
+pub mod shutdown;
+pub mod sip;

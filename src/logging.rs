@@ -1,0 +1,1 @@
+//! tracing set-up (helper is writing this).

@@ -1,0 +1,1 @@
+//! RFC 3261 transaction state machines (helper is writing this).
