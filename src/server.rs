@@ -1,9 +1,167 @@
-//! `zentrale serve`: binds the transports and runs until shutdown.
+//! `zentrale serve`: binds the transports, runs until SIGTERM/Ctrl-C, drains, exits.
 
-use crate::config::Settings;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Runs the engine until a shutdown signal (SIGTERM/Ctrl-C) and the drain are done.
-pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let _ = settings;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::{Settings, Transport};
+use crate::media::rtp_ports::RtpPortPool;
+use crate::shutdown::{Phase, ShutdownController};
+use crate::sip::endpoint::{Endpoint, EndpointConfig, Limits};
+use crate::sip::transaction::TimerConfig;
+use crate::sip::transport::{Transports, bind_udp, run_tcp, run_udp};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// After the drain time, calls get this long to finish their BYE exchange before we exit.
+const HANGUP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the engine until a shutdown signal and the drain are done.
+pub async fn run(settings: Settings) -> Result<(), BoxError> {
+    let (controller, shutdown) = ShutdownController::new();
+    let sip = &settings.sip;
+    let listen = sip.listen;
+
+    let udp = if sip.transports.contains(&Transport::Udp) {
+        let socket = bind_udp(listen).map_err(|e| {
+            format!("cannot bind SIP UDP {listen}: {e} (is another SIP server running? set sip.listen or ZENTRALE_SIP__LISTEN)")
+        })?;
+        Some(Arc::new(socket))
+    } else {
+        None
+    };
+    let tcp = if sip.transports.contains(&Transport::Tcp) {
+        Some(TcpListener::bind(listen).await.map_err(|e| {
+            format!("cannot bind SIP TCP {listen}: {e} (set sip.listen or ZENTRALE_SIP__LISTEN)")
+        })?)
+    } else {
+        None
+    };
+
+    let advertised = if listen.ip().is_unspecified() {
+        SocketAddr::new(settings.media.rtp_ip, listen.port())
+    } else {
+        listen
+    };
+    let config = EndpointConfig {
+        numbers: sip.numbers.clone(),
+        limits: Limits {
+            max_message_bytes: sip.max_message_bytes,
+            max_calls: sip.max_calls,
+            max_tcp_connections: sip.max_tcp_connections,
+            tcp_idle_secs: sip.tcp_idle_secs,
+            retry_after_secs: sip.retry_after_secs,
+        },
+        timers: TimerConfig {
+            t1: sip.t1(),
+            t2: sip.t2(),
+            t4: sip.t4(),
+        },
+        user_agent: sip.user_agent.clone(),
+        advertised,
+        answer_delay: Duration::from_millis(sip.answer_delay_ms),
+        session_expires_secs: sip.session_expires_secs,
+        min_se_secs: sip.min_se_secs,
+        show_caller_numbers: settings.log.show_caller_numbers,
+    };
+    let rtp = RtpPortPool::new(
+        settings.media.rtp_ip,
+        settings.media.rtp_port_min,
+        settings.media.rtp_port_max,
+    );
+    let endpoint = Endpoint::new(config, Transports::new(udp.clone()), shutdown.clone(), rtp);
+
+    let mut tasks = Vec::new();
+    if let Some(socket) = udp {
+        // Two receivers on one socket keep both cores busy under load; each datagram still
+        // runs to completion on the task that received it.
+        for _ in 0..2 {
+            tasks.push(tokio::spawn(run_udp(
+                socket.clone(),
+                endpoint.clone(),
+                shutdown.clone(),
+            )));
+        }
+    }
+    if let Some(listener) = tcp {
+        tasks.push(tokio::spawn(run_tcp(
+            listener,
+            endpoint.clone(),
+            shutdown.clone(),
+        )));
+    }
+    let transports: Vec<&str> = sip
+        .transports
+        .iter()
+        .map(|t| match t {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+        .collect();
+    info!(sip = %listen, transports = ?transports, numbers = ?sip.numbers, "zentrale listening");
+
+    wait_for_signal().await;
+    let drain = Duration::from_secs(settings.shutdown.drain_secs);
+    info!(
+        active_calls = endpoint.active_calls(),
+        drain_secs = drain.as_secs(),
+        "shutdown requested: refusing new calls, draining running ones"
+    );
+    controller.advance(Phase::Draining);
+    if !wait_for_calls(&endpoint, drain).await {
+        info!(
+            active_calls = endpoint.active_calls(),
+            "drain time over: hanging up remaining calls"
+        );
+    }
+    controller.advance(Phase::Hangup);
+    if !wait_for_calls(&endpoint, HANGUP_GRACE).await {
+        warn!(
+            active_calls = endpoint.active_calls(),
+            "calls still open after hang-up grace; exiting anyway"
+        );
+    }
+    controller.advance(Phase::Closed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    info!("zentrale stopped");
     Ok(())
+}
+
+/// Waits until no call is left or `limit` passes; true if no call is left.
+async fn wait_for_calls(endpoint: &Endpoint, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while endpoint.active_calls() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

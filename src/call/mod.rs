@@ -1,1 +1,779 @@
-//! The per-call task.
+//! One task per call: the caller leg as a user-agent server of our B2BUA (RFC 3261 §13.3, §12,
+//! §15; RFC 4028 session timers).
+//!
+//! The task owns everything about its call: the INVITE server transaction, the 2xx
+//! retransmission until ACK, the dialog, in-dialog transactions, the RTP port and the session
+//! timer. The endpoint hands it messages through a bounded channel; the task never holds a
+//! lock across an await. All timer logic lives in the pure state machines of
+//! [`crate::sip::transaction`]; this task only sleeps until their next deadline.
+
+mod dialog;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::media::rtp_ports::RtpPort;
+use crate::media::sdp::{self, Offer, SdpError};
+use crate::shutdown::Shutdown;
+use crate::sip::endpoint::{Endpoint, LingeringCall};
+use crate::sip::message::{HeaderName, Method, Request, Response, write_response};
+use crate::sip::reply::{ALLOW, SUPPORTED, random_token, reason_phrase, reply};
+use crate::sip::transaction::{
+    AckDisposition, Action, InviteServer, NonInviteClient, NonInviteServer, Uas2xxRetransmitter,
+};
+use crate::sip::transport::Flow;
+use crate::sip::validate::RequestInfo;
+use dialog::Dialog;
+
+/// What the endpoint hands to a running call.
+#[derive(Debug)]
+pub enum CallInput {
+    Request {
+        request: Request,
+        info: RequestInfo,
+        flow: Flow,
+    },
+    Response {
+        response: Response,
+        flow: Flow,
+    },
+}
+
+/// The INVITE that starts a call.
+pub struct CallStart {
+    pub request: Request,
+    pub info: RequestInfo,
+    pub flow: Flow,
+}
+
+/// Starts the call's task. The endpoint has already registered `rx`'s sender under the Call-ID.
+pub fn spawn(endpoint: Arc<Endpoint>, start: CallStart, rx: mpsc::Receiver<CallInput>) {
+    let call_id = start.info.call_id.clone();
+    let span = info_span!("call", call_id = %String::from_utf8_lossy(&call_id));
+    tokio::spawn(
+        async move {
+            // The guard deregisters the call even if the task panics, so the call count and
+            // the Call-ID table can never leak.
+            let mut guard = EndGuard {
+                endpoint: endpoint.clone(),
+                call_id,
+                linger: None,
+            };
+            let mut leg = CallerLeg::new(endpoint, start);
+            guard.linger = leg.run(rx).await;
+        }
+        .instrument(span),
+    );
+}
+
+struct EndGuard {
+    endpoint: Arc<Endpoint>,
+    call_id: Bytes,
+    linger: Option<LingeringCall>,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.endpoint.call_ended(&self.call_id, self.linger.take());
+    }
+}
+
+/// Where the caller leg is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    /// INVITE received, not answered yet (ringing during `answer_delay`).
+    Early,
+    /// We sent a final non-2xx; waiting for the ACK (the transaction handles it).
+    Rejected,
+    /// 2xx sent, retransmitting until ACK.
+    Answered,
+    /// ACK received: the call is up.
+    Confirmed,
+    /// We sent BYE and wait for its answer.
+    Ending,
+    /// Over; the task exits.
+    Ended,
+}
+
+/// A re-INVITE we answered with 2xx and whose ACK we await.
+struct ReInvite {
+    cseq: u32,
+    branch: Option<String>,
+    retransmitter: Uas2xxRetransmitter,
+}
+
+/// A non-INVITE request we answered inside the call, kept to absorb its retransmissions.
+struct ServerTxn {
+    branch: Option<String>,
+    method: Method,
+    txn: NonInviteServer,
+}
+
+struct CallerLeg {
+    endpoint: Arc<Endpoint>,
+    flow: Flow,
+    invite: Request,
+    info: RequestInfo,
+    state: LegState,
+    dialog: Dialog,
+    invite_txn: InviteServer,
+    ok_retransmitter: Option<Uas2xxRetransmitter>,
+    reinvite: Option<ReInvite>,
+    server_txns: Vec<ServerTxn>,
+    bye: Option<NonInviteClient>,
+    bye_response: Option<Bytes>,
+    rtp: Option<RtpPort>,
+    offer: Option<Offer>,
+    sdp_version: u64,
+    answer_at: Option<Instant>,
+    /// RFC 4028: when we give up on a session nobody refreshed.
+    session_deadline: Option<Instant>,
+    session_interval: Option<u32>,
+    hangup_requested: bool,
+}
+
+impl CallerLeg {
+    fn new(endpoint: Arc<Endpoint>, start: CallStart) -> Self {
+        let timers = endpoint.config().timers;
+        let reliable = start.flow.is_reliable();
+        let dialog = Dialog::for_uas(&start.request, &start.info, random_token());
+        CallerLeg {
+            invite_txn: InviteServer::new(timers, reliable),
+            endpoint,
+            flow: start.flow,
+            invite: start.request,
+            info: start.info,
+            state: LegState::Early,
+            dialog,
+            ok_retransmitter: None,
+            reinvite: None,
+            server_txns: Vec::new(),
+            bye: None,
+            bye_response: None,
+            rtp: None,
+            offer: None,
+            sdp_version: rand::random::<u32>() as u64,
+            answer_at: None,
+            session_deadline: None,
+            session_interval: None,
+            hangup_requested: false,
+        }
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<CallInput>) -> Option<LingeringCall> {
+        let mut shutdown: Shutdown = self.endpoint.shutdown();
+        self.start(Instant::now());
+        while self.state != LegState::Ended {
+            let deadline = self.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.on_input(input, Instant::now()),
+                    None => break,
+                },
+                _ = sleep => self.on_timers(Instant::now()),
+                _ = shutdown.hangup(), if !self.hangup_requested => {
+                    self.hangup_requested = true;
+                    self.hang_up(Instant::now(), "engine shutting down");
+                }
+            }
+        }
+        // The RTP port goes back to the pool now, not when lingering ends.
+        self.rtp = None;
+        let timers = self.endpoint.config().timers;
+        Some(LingeringCall {
+            until: Instant::now() + timers.timeout_64t1(),
+            bye_response: self.bye_response.take(),
+            invite_branch: self.info.top_via().branch.clone(),
+        })
+    }
+
+    // ----- start and answer -------------------------------------------------------------
+
+    fn start(&mut self, now: Instant) {
+        let config = self.endpoint.config().clone();
+        let caller =
+            crate::logging::caller_display(self.info.from.uri.as_str(), config.show_caller_numbers);
+        info!(from = %caller, transport = self.flow.transport_name(), "incoming call");
+        let trying = reply(&self.invite, 100, "Trying", None);
+        self.send_invite_response(now, trying);
+
+        if !self.invite.body.is_empty() {
+            match sdp::parse_offer(&self.invite.body) {
+                Ok(offer) => self.offer = Some(offer),
+                Err(SdpError::NoCommonCodec) => {
+                    return self.reject(
+                        now,
+                        488,
+                        reason_phrase(488),
+                        &[(
+                            HeaderName::Other("Warning".into()),
+                            "305 zentrale \"Only PCMU and PCMA audio are supported\"".into(),
+                        )],
+                    );
+                }
+                Err(SdpError::Malformed(why)) => {
+                    debug!(why, "unreadable SDP offer");
+                    return self.reject(now, 400, "Malformed SDP body", &[]);
+                }
+            }
+        }
+        if let Err(min_se) = self.negotiate_session_timer(&config) {
+            return self.reject(
+                now,
+                422,
+                reason_phrase(422),
+                &[(HeaderName::MinSe, min_se.to_string())],
+            );
+        }
+        match self.endpoint.rtp_pool().allocate() {
+            Some(port) => self.rtp = Some(port),
+            None => {
+                warn!("no free RTP port; widen media.rtp_port_min..rtp_port_max");
+                let retry = config.limits.retry_after_secs.to_string();
+                return self.reject(
+                    now,
+                    503,
+                    "Service Unavailable (no media port)",
+                    &[(HeaderName::Other("Retry-After".into()), retry)],
+                );
+            }
+        }
+        if config.answer_delay.is_zero() {
+            self.answer(now);
+        } else {
+            let ringing = self.response_with_tag(180, reason_phrase(180));
+            self.send_invite_response(now, ringing);
+            self.answer_at = Some(now + config.answer_delay);
+        }
+    }
+
+    /// RFC 4028: we take part only when the caller supports timers (then the caller refreshes).
+    /// Err(min_se) when the offered interval is below our minimum.
+    fn negotiate_session_timer(
+        &mut self,
+        config: &crate::sip::endpoint::EndpointConfig,
+    ) -> Result<(), u32> {
+        let supports_timer = self
+            .invite
+            .headers
+            .all(&HeaderName::Supported)
+            .flat_map(|v| crate::sip::headers::option_tags(v))
+            .any(|t| t == "timer");
+        let offered = self
+            .invite
+            .headers
+            .get_str(&HeaderName::SessionExpires)
+            .and_then(|v| v.split(';').next()?.trim().parse::<u32>().ok());
+        if let Some(offered) = offered
+            && offered < config.min_se_secs
+        {
+            return Err(config.min_se_secs);
+        }
+        if supports_timer {
+            self.session_interval = Some(offered.unwrap_or(config.session_expires_secs));
+        }
+        Ok(())
+    }
+
+    fn arm_session_timer(&mut self, now: Instant) {
+        if let Some(interval) = self.session_interval {
+            // RFC 4028 §10: the non-refresher sends BYE shortly before expiry.
+            let margin = (interval / 3).min(32);
+            self.session_deadline = Some(now + Duration::from_secs(u64::from(interval - margin)));
+        }
+    }
+
+    fn answer(&mut self, now: Instant) {
+        self.answer_at = None;
+        let response = self.ok_with_sdp(&self.invite.clone(), self.offer.clone().as_ref());
+        let bytes = write_response(&response);
+        if let Some(out) = self.invite_txn.respond(now, 200, bytes.clone()) {
+            self.endpoint.send(&self.flow, out);
+        }
+        self.ok_retransmitter = Some(Uas2xxRetransmitter::new(
+            self.endpoint.config().timers,
+            now,
+            bytes,
+        ));
+        self.arm_session_timer(now);
+        self.state = LegState::Answered;
+        info!("call answered");
+    }
+
+    /// A 200 with our SDP (an answer to `offer`, or our offer when the request had none).
+    fn ok_with_sdp(&mut self, request: &Request, offer: Option<&Offer>) -> Response {
+        let mut response = reply(request, 200, "OK", Some(&self.dialog.local_tag));
+        self.add_common_headers(&mut response);
+        if let Some(interval) = self.session_interval {
+            response.headers.push(
+                HeaderName::SessionExpires,
+                Bytes::from(format!("{interval};refresher=uac")),
+            );
+            response
+                .headers
+                .push(HeaderName::Require, Bytes::from_static(b"timer"));
+        }
+        let (ip, port) = match &self.rtp {
+            Some(rtp) => (self.endpoint.rtp_pool().ip(), rtp.port),
+            None => (self.endpoint.rtp_pool().ip(), 0),
+        };
+        self.sdp_version += 1;
+        let body = sdp::describe(ip, port, self.sdp_version, offer);
+        response.headers.push(
+            HeaderName::ContentType,
+            Bytes::from_static(b"application/sdp"),
+        );
+        response.body = Bytes::from(body);
+        response
+    }
+
+    fn add_common_headers(&self, response: &mut Response) {
+        let contact = self
+            .dialog
+            .local_contact(self.endpoint.config(), &self.flow);
+        response
+            .headers
+            .push(HeaderName::Contact, Bytes::from(contact));
+        response
+            .headers
+            .push(HeaderName::Allow, Bytes::from_static(ALLOW.as_bytes()));
+        response.headers.push(
+            HeaderName::Supported,
+            Bytes::from_static(SUPPORTED.as_bytes()),
+        );
+        response.headers.push(
+            HeaderName::Other("Server".into()),
+            Bytes::from(self.endpoint.config().user_agent.clone()),
+        );
+    }
+
+    fn response_with_tag(&self, status: u16, reason: &str) -> Response {
+        let mut response = reply(&self.invite, status, reason, Some(&self.dialog.local_tag));
+        self.add_common_headers(&mut response);
+        response
+    }
+
+    fn send_invite_response(&mut self, now: Instant, response: Response) {
+        let status = response.status;
+        if let Some(out) = self
+            .invite_txn
+            .respond(now, status, write_response(&response))
+        {
+            self.endpoint.send(&self.flow, out);
+        }
+    }
+
+    /// Ends the call before answering with a final non-2xx.
+    fn reject(&mut self, now: Instant, status: u16, reason: &str, extra: &[(HeaderName, String)]) {
+        let mut response = reply(&self.invite, status, reason, Some(&self.dialog.local_tag));
+        for (name, value) in extra {
+            response
+                .headers
+                .push(name.clone(), Bytes::from(value.clone()));
+        }
+        response.headers.push(
+            HeaderName::Other("Server".into()),
+            Bytes::from(self.endpoint.config().user_agent.clone()),
+        );
+        self.send_invite_response(now, response);
+        self.rtp = None;
+        self.answer_at = None;
+        self.state = LegState::Rejected;
+        info!(status, "call rejected");
+        self.check_rejected_done();
+    }
+
+    fn check_rejected_done(&mut self) {
+        use crate::sip::transaction::InviteServerState as S;
+        if self.state == LegState::Rejected
+            && matches!(self.invite_txn.state(), S::Confirmed | S::Terminated)
+        {
+            self.state = LegState::Ended;
+        }
+    }
+
+    // ----- inputs -----------------------------------------------------------------------
+
+    fn on_input(&mut self, input: CallInput, now: Instant) {
+        match input {
+            CallInput::Request {
+                request,
+                info,
+                flow,
+            } => self.on_request(request, info, flow, now),
+            CallInput::Response { response, .. } => self.on_response(response, now),
+        }
+    }
+
+    fn on_request(&mut self, request: Request, info: RequestInfo, flow: Flow, now: Instant) {
+        let branch = info.top_via().branch.clone();
+        let same_branch_as_invite = branch == self.info.top_via().branch;
+        match request.method {
+            Method::Invite if info.to.tag.is_none() => {
+                if same_branch_as_invite && info.cseq == self.info.cseq {
+                    self.on_invite_retransmission();
+                }
+                // Same Call-ID, new INVITE without tag, different branch: a forking artefact or a
+                // misbehaving peer; it must not disturb this call.
+            }
+            Method::Ack => self.on_ack(&request, &info, now),
+            Method::Cancel => self.on_cancel(&request, same_branch_as_invite, &flow, now),
+            _ if info.to.tag.as_deref() != Some(self.dialog.local_tag.as_str()) => {
+                self.respond_in_call(&request, 481, reason_phrase(481), &flow);
+            }
+            _ => self.on_in_dialog(request, info, flow, now),
+        }
+    }
+
+    fn on_invite_retransmission(&mut self) {
+        let out = match self.state {
+            LegState::Answered => self
+                .ok_retransmitter
+                .as_mut()
+                .and_then(|r| r.on_retransmitted_invite()),
+            _ => self.invite_txn.on_retransmitted_request(),
+        };
+        if let Some(out) = out {
+            self.endpoint.send(&self.flow, out);
+        }
+    }
+
+    fn on_ack(&mut self, request: &Request, info: &RequestInfo, now: Instant) {
+        if info.cseq == self.info.cseq {
+            match self.invite_txn.on_ack(now) {
+                AckDisposition::ForTu => {
+                    if let Some(r) = self.ok_retransmitter.as_mut() {
+                        r.on_ack();
+                    }
+                    if self.state == LegState::Answered {
+                        self.state = LegState::Confirmed;
+                        if self.offer.is_none() && !request.body.is_empty() {
+                            // Offerless INVITE: the answer comes in the ACK (RFC 3264 §4).
+                            self.offer = sdp::parse_offer(&request.body).ok();
+                        }
+                        debug!("ACK received; call confirmed");
+                    }
+                }
+                AckDisposition::Absorbed => self.check_rejected_done(),
+                AckDisposition::NoMatch => {}
+            }
+        } else if let Some(reinvite) = self.reinvite.as_mut()
+            && reinvite.cseq == info.cseq
+        {
+            reinvite.retransmitter.on_ack();
+            self.reinvite = None;
+        }
+    }
+
+    fn on_cancel(&mut self, request: &Request, matches_invite: bool, flow: &Flow, now: Instant) {
+        if !matches_invite {
+            self.respond_in_call(request, 481, reason_phrase(481), flow);
+            return;
+        }
+        // RFC 3261 §9.2: 200 to the CANCEL; if the INVITE is still pending, 487 to it.
+        self.respond_in_call(request, 200, "OK", flow);
+        if self.state == LegState::Early {
+            info!("caller cancelled before answer");
+            self.reject(now, 487, reason_phrase(487), &[]);
+        }
+    }
+
+    fn on_in_dialog(&mut self, request: Request, info: RequestInfo, flow: Flow, now: Instant) {
+        let branch = info.top_via().branch.clone();
+        // A retransmission of a request we already answered gets the same answer again.
+        if let Some(txn) = self
+            .server_txns
+            .iter_mut()
+            .find(|t| t.branch == branch && t.method == request.method)
+        {
+            if let Some(out) = txn.txn.on_retransmitted_request() {
+                self.endpoint.send(&flow, out);
+            }
+            return;
+        }
+        if request.method == Method::Invite
+            && let Some(reinvite) = self.reinvite.as_mut()
+        {
+            if reinvite.branch == branch {
+                if let Some(out) = reinvite.retransmitter.on_retransmitted_invite() {
+                    self.endpoint.send(&flow, out);
+                }
+            } else {
+                // §14.2: a re-INVITE while another is unacknowledged.
+                let mut response = reply(&request, 500, "Server Internal Error", None);
+                response.headers.push(
+                    HeaderName::Other("Retry-After".into()),
+                    Bytes::from_static(b"2"),
+                );
+                self.endpoint.send(&flow, write_response(&response));
+            }
+            return;
+        }
+        if !self.dialog.accept_remote_cseq(info.cseq) {
+            self.respond_in_call(&request, 500, "CSeq out of order", &flow);
+            return;
+        }
+        match request.method {
+            Method::Invite => self.on_reinvite(request, info, flow, now),
+            Method::Bye => {
+                info!("caller hung up");
+                let response = self.in_dialog_response(&request, 200, "OK");
+                self.bye_response = Some(response.clone());
+                self.endpoint.send(&flow, response);
+                self.finish_call();
+            }
+            Method::Update | Method::Info | Method::Options => {
+                let mut response = reply(&request, 200, "OK", Some(&self.dialog.local_tag));
+                if request.method == Method::Update {
+                    self.arm_session_timer(now);
+                    if !request.body.is_empty() {
+                        match sdp::parse_offer(&request.body) {
+                            Ok(offer) => {
+                                response = self.ok_with_sdp(&request, Some(&offer));
+                                self.offer = Some(offer);
+                            }
+                            Err(_) => {
+                                response = reply(&request, 488, reason_phrase(488), None);
+                            }
+                        }
+                    }
+                }
+                self.answer_non_invite(&request, branch, response, &flow, now);
+            }
+            _ => {
+                let mut response = reply(&request, 405, reason_phrase(405), None);
+                response
+                    .headers
+                    .push(HeaderName::Allow, Bytes::from_static(ALLOW.as_bytes()));
+                self.answer_non_invite(&request, branch, response, &flow, now);
+            }
+        }
+    }
+
+    /// Session refresh or hold/unhold (RFC 3261 §14.2, RFC 3264 §8.4).
+    fn on_reinvite(&mut self, request: Request, info: RequestInfo, flow: Flow, now: Instant) {
+        if !matches!(self.state, LegState::Confirmed | LegState::Answered) {
+            self.respond_in_call(&request, 491, reason_phrase(491), &flow);
+            return;
+        }
+        let offer = if request.body.is_empty() {
+            None
+        } else {
+            match sdp::parse_offer(&request.body) {
+                Ok(offer) => Some(offer),
+                Err(_) => {
+                    // The session goes on unchanged (§14.2).
+                    self.respond_in_call(&request, 488, reason_phrase(488), &flow);
+                    return;
+                }
+            }
+        };
+        if let Some(offer) = &offer {
+            debug!(direction = ?offer.direction, "re-INVITE");
+            self.offer = Some(offer.clone());
+        }
+        self.arm_session_timer(now);
+        let response = self.ok_with_sdp(&request, offer.as_ref());
+        let bytes = write_response(&response);
+        self.endpoint.send(&flow, bytes.clone());
+        self.reinvite = Some(ReInvite {
+            cseq: info.cseq,
+            branch: info.top_via().branch.clone(),
+            retransmitter: Uas2xxRetransmitter::new(self.endpoint.config().timers, now, bytes),
+        });
+    }
+
+    fn answer_non_invite(
+        &mut self,
+        request: &Request,
+        branch: Option<String>,
+        mut response: Response,
+        flow: &Flow,
+        now: Instant,
+    ) {
+        response.headers.push(
+            HeaderName::Other("Server".into()),
+            Bytes::from(self.endpoint.config().user_agent.clone()),
+        );
+        let bytes = write_response(&response);
+        let mut txn = NonInviteServer::new(self.endpoint.config().timers, flow.is_reliable());
+        if let Some(out) = txn.respond(now, response.status, bytes) {
+            self.endpoint.send(flow, out);
+        }
+        self.server_txns.push(ServerTxn {
+            branch,
+            method: request.method.clone(),
+            txn,
+        });
+    }
+
+    fn in_dialog_response(&self, request: &Request, status: u16, reason: &str) -> Bytes {
+        let mut response = reply(request, status, reason, Some(&self.dialog.local_tag));
+        response.headers.push(
+            HeaderName::Other("Server".into()),
+            Bytes::from(self.endpoint.config().user_agent.clone()),
+        );
+        write_response(&response)
+    }
+
+    fn respond_in_call(&self, request: &Request, status: u16, reason: &str, flow: &Flow) {
+        self.endpoint
+            .send(flow, self.in_dialog_response(request, status, reason));
+    }
+
+    fn on_response(&mut self, response: Response, now: Instant) {
+        let is_bye = response
+            .headers
+            .get_str(&HeaderName::CSeq)
+            .is_some_and(|c| c.trim_end().ends_with("BYE"));
+        if let (true, Some(bye)) = (is_bye, self.bye.as_mut())
+            && bye.on_response(now, response.status)
+            && response.status >= 200
+        {
+            debug!(status = response.status, "BYE answered");
+            self.finish_call();
+        }
+    }
+
+    // ----- timers and hang-up -----------------------------------------------------------
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.invite_txn.next_deadline(),
+            self.ok_retransmitter
+                .as_ref()
+                .and_then(|r| r.next_deadline()),
+            self.reinvite
+                .as_ref()
+                .and_then(|r| r.retransmitter.next_deadline()),
+            self.bye.as_ref().and_then(|b| b.next_deadline()),
+            self.answer_at,
+            self.session_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(
+            self.server_txns
+                .iter()
+                .filter_map(|t| t.txn.next_deadline()),
+        )
+        .min()
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if self.answer_at.is_some_and(|at| at <= now) && self.state == LegState::Early {
+            self.answer(now);
+        }
+        for action in self.invite_txn.poll(now) {
+            match action {
+                Action::Send(bytes) => self.endpoint.send(&self.flow, bytes),
+                Action::Timeout => info!("no ACK for our final response (Timer H)"),
+                Action::Terminated => {}
+            }
+        }
+        self.check_rejected_done();
+        let mut no_ack = false;
+        if let Some(r) = self.ok_retransmitter.as_mut() {
+            for action in r.poll(now) {
+                match action {
+                    Action::Send(bytes) => self.endpoint.send(&self.flow, bytes),
+                    Action::Timeout => no_ack = true,
+                    Action::Terminated => {}
+                }
+            }
+        }
+        if let Some(r) = self.reinvite.as_mut() {
+            for action in r.retransmitter.poll(now) {
+                match action {
+                    Action::Send(bytes) => self.endpoint.send(&self.flow, bytes),
+                    Action::Timeout => no_ack = true,
+                    Action::Terminated => {}
+                }
+            }
+        }
+        if no_ack {
+            // RFC 3261 §13.3.1.4: no ACK within 64·T1 → confirm and end the session with BYE.
+            info!("no ACK for our 2xx within 64*T1; hanging up");
+            self.ok_retransmitter = None;
+            self.reinvite = None;
+            self.hang_up(now, "no ACK");
+        }
+        if self.session_deadline.is_some_and(|d| d <= now) {
+            self.session_deadline = None;
+            info!("session timer expired without refresh; hanging up");
+            self.hang_up(now, "session expired");
+        }
+        for txn in &mut self.server_txns {
+            for action in txn.txn.poll(now) {
+                if let Action::Send(bytes) = action {
+                    self.endpoint.send(&self.flow, bytes);
+                }
+            }
+        }
+        self.server_txns.retain(|t| !t.txn.is_terminated());
+        if let Some(bye) = self.bye.as_mut() {
+            for action in bye.poll(now) {
+                match action {
+                    Action::Send(bytes) => self.endpoint.send(&self.flow, bytes),
+                    Action::Timeout | Action::Terminated => {
+                        if self.state == LegState::Ending {
+                            debug!("BYE not answered; giving up");
+                            self.state = LegState::Ended;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// We end the call: BYE once answered, a final error before.
+    fn hang_up(&mut self, now: Instant, why: &str) {
+        match self.state {
+            LegState::Early => {
+                let retry = self.endpoint.config().limits.retry_after_secs.to_string();
+                self.reject(
+                    now,
+                    503,
+                    "Service Unavailable (shutting down)",
+                    &[(HeaderName::Other("Retry-After".into()), retry)],
+                );
+            }
+            LegState::Answered | LegState::Confirmed => {
+                info!(reason = why, "hanging up");
+                self.ok_retransmitter = None;
+                self.session_deadline = None;
+                let bye = self
+                    .dialog
+                    .make_request(Method::Bye, self.endpoint.config(), &self.flow);
+                self.endpoint.send(&self.flow, bye.clone());
+                self.bye = Some(NonInviteClient::new(
+                    self.endpoint.config().timers,
+                    self.flow.is_reliable(),
+                    now,
+                    bye,
+                ));
+                self.state = LegState::Ending;
+            }
+            LegState::Rejected | LegState::Ending | LegState::Ended => {}
+        }
+    }
+
+    fn finish_call(&mut self) {
+        self.ok_retransmitter = None;
+        self.reinvite = None;
+        self.session_deadline = None;
+        self.rtp = None;
+        self.state = LegState::Ended;
+        info!("call ended");
+    }
+}

@@ -1,1 +1,5 @@
-//! SDP and RTP.
+//! Media: SDP offer/answer ([`sdp`]) and the RTP port pool ([`rtp_ports`]). Prompts, DTMF and
+//! the caller⇄agent relay come with the voice-menu and ACD work.
+
+pub mod rtp_ports;
+pub mod sdp;

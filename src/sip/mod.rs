@@ -1,4 +1,20 @@
-//! Our SIP layer. Nothing outside `sip` depends on how messages are stored; the call layer sees
-//! [`message::Request`]/[`message::Response`] and the endpoint's handles.
+//! Our SIP layer, split by RFC 3261 layer: [`message`] (framing, tokenising, serialising),
+//! [`headers`] (typed views of the headers we act on), [`validate`] (what a UAS checks before
+//! acting), [`reply`] (building responses), [`transaction`] (pure timer state machines),
+//! [`transport`] (UDP/TCP) and [`endpoint`] (dispatch of each received message).
+//!
+//! Why our own and not `rsipstack`: RFC 4475 demands answers `rsipstack` 0.7.14 cannot give
+//! without a second parser in front of it (it drops extension methods and requests missing
+//! mandatory headers silently, accepts a Content-Length beyond the datagram, and drops UDP
+//! bodies without Content-Length), and the speed target needs each message run to completion on
+//! the receiving thread without per-message tasks and copies. Nothing outside `sip` and `call`
+//! depends on these types.
 
+pub mod endpoint;
+pub mod headers;
+pub mod message;
+pub mod reply;
 pub mod transaction;
+pub mod transport;
+pub mod uas;
+pub mod validate;

@@ -1,0 +1,130 @@
+//! The dialog state of one leg (RFC 3261 §12): tags, CSeq counters, remote target, route set,
+//! and building requests inside the dialog.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::sip::endpoint::EndpointConfig;
+use crate::sip::headers::{parse_name_addr, split_commas};
+use crate::sip::message::{HeaderName, Headers, Method, Request, write_request};
+use crate::sip::reply::random_token;
+use crate::sip::transport::Flow;
+use crate::sip::validate::RequestInfo;
+
+pub struct Dialog {
+    pub local_tag: String,
+    call_id: Bytes,
+    /// Our side's address as the peer wrote it in To (plus our tag when sending).
+    local_party: Bytes,
+    /// The peer's From value, tag included.
+    remote_party: Bytes,
+    remote_target: Bytes,
+    route_set: Vec<Bytes>,
+    local_cseq: u32,
+    remote_cseq: u32,
+    /// The dialled user, for our Contact.
+    local_user: String,
+}
+
+impl Dialog {
+    /// The dialog a UAS creates by answering `invite` (§12.1.1).
+    pub fn for_uas(invite: &Request, info: &RequestInfo, local_tag: String) -> Dialog {
+        let headers = &invite.headers;
+        let remote_target = headers
+            .get(&HeaderName::Contact)
+            .and_then(|c| parse_name_addr(c))
+            .map(|n| Bytes::from(n.uri))
+            .unwrap_or_else(|| Bytes::from(info.from.uri.clone()));
+        // The UAS route set is the Record-Route list in order (§12.1.1).
+        let route_set = headers
+            .all(&HeaderName::RecordRoute)
+            .flat_map(|v| {
+                split_commas(v)
+                    .into_iter()
+                    .map(Bytes::copy_from_slice)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let local_user = crate::sip::headers::parse_request_uri(&invite.uri)
+            .ok()
+            .and_then(|u| u.user)
+            .unwrap_or_default();
+        Dialog {
+            local_tag,
+            call_id: info.call_id.clone(),
+            local_party: headers.get(&HeaderName::To).cloned().unwrap_or_default(),
+            remote_party: headers.get(&HeaderName::From).cloned().unwrap_or_default(),
+            remote_target,
+            route_set,
+            local_cseq: 0,
+            remote_cseq: info.cseq,
+            local_user,
+        }
+    }
+
+    /// In-dialog requests must carry increasing CSeq numbers (§12.2.2).
+    pub fn accept_remote_cseq(&mut self, cseq: u32) -> bool {
+        if cseq <= self.remote_cseq {
+            return false;
+        }
+        self.remote_cseq = cseq;
+        true
+    }
+
+    /// Our Contact: where the peer sends in-dialog requests.
+    pub fn local_contact(&self, config: &EndpointConfig, flow: &Flow) -> String {
+        let user: String = self
+            .local_user
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "+-_.!~*'()".contains(*c))
+            .collect();
+        let at = if user.is_empty() {
+            String::new()
+        } else {
+            format!("{user}@")
+        };
+        match flow {
+            Flow::Udp { .. } => format!("<sip:{at}{}>", config.advertised),
+            Flow::Tcp { .. } => format!("<sip:{at}{};transport=tcp>", config.advertised),
+        }
+    }
+
+    /// A new request inside the dialog (§12.2.1.1). It travels over the flow the dialog came
+    /// in on, which works through NAT and through a record-routing proxy alike.
+    pub fn make_request(&mut self, method: Method, config: &EndpointConfig, flow: &Flow) -> Bytes {
+        self.local_cseq += 1;
+        let mut headers = Headers(Vec::with_capacity(10));
+        headers.push(
+            HeaderName::Via,
+            Bytes::from(format!(
+                "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+                flow.transport_name(),
+                config.advertised,
+                random_token()
+            )),
+        );
+        headers.push(HeaderName::MaxForwards, Bytes::from_static(b"70"));
+        let mut from = BytesMut::from(&self.local_party[..]);
+        from.extend_from_slice(b";tag=");
+        from.extend_from_slice(self.local_tag.as_bytes());
+        headers.push(HeaderName::From, from.freeze());
+        headers.push(HeaderName::To, self.remote_party.clone());
+        headers.push(HeaderName::CallId, self.call_id.clone());
+        headers.push(
+            HeaderName::CSeq,
+            Bytes::from(format!("{} {}", self.local_cseq, method.as_str())),
+        );
+        for route in &self.route_set {
+            headers.push(HeaderName::Route, route.clone());
+        }
+        headers.push(
+            HeaderName::Other("User-Agent".into()),
+            Bytes::from(config.user_agent.clone()),
+        );
+        write_request(&Request {
+            method,
+            uri: self.remote_target.clone(),
+            headers,
+            body: Bytes::new(),
+        })
+    }
+}

@@ -1,0 +1,269 @@
+//! SDP offer/answer for G.711 + telephone-event (RFC 3264, RFC 4566, RFC 4733).
+//!
+//! Deliberately small: the voice-menu work replaces the line parser with a full SDP model; the
+//! offer/answer rules (codec choice in the offerer's order, mirrored direction, port 0 for media
+//! we decline) stay.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+}
+
+impl Codec {
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+        }
+    }
+    fn static_pt(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// The answerer's direction for an offered one (RFC 3264 §6.1).
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendRecv => Direction::SendRecv,
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            Direction::Inactive => Direction::Inactive,
+        }
+    }
+    fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+}
+
+/// What we take from a peer's SDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    pub address: Option<IpAddr>,
+    pub audio_port: u16,
+    /// (payload type, codec) in the peer's order of preference.
+    pub codecs: Vec<(u8, Codec)>,
+    pub telephone_event: Option<u8>,
+    pub direction: Direction,
+    /// The other m-lines as (media, proto, first format), answered with port 0.
+    pub declined: Vec<(String, String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdpError {
+    Malformed(&'static str),
+    /// No audio stream with a codec we speak (→ 488).
+    NoCommonCodec,
+}
+
+pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8"))?;
+    let mut session_addr = None;
+    let mut offer = Offer {
+        address: None,
+        audio_port: 0,
+        codecs: Vec::new(),
+        telephone_event: None,
+        direction: Direction::SendRecv,
+        declined: Vec::new(),
+    };
+    let mut saw_version = false;
+    // The m= section we are in: None = session level, Some(true) = our audio stream.
+    let mut in_audio: Option<bool> = None;
+    let mut formats: Vec<u8> = Vec::new();
+    let mut rtpmaps: Vec<(u8, String)> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some((kind, value)) = line.split_once('=') else {
+            continue;
+        };
+        match kind {
+            "v" => saw_version = true,
+            "c" => {
+                let addr = value
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|a| a.split('/').next());
+                let addr = addr.and_then(|a| a.parse::<IpAddr>().ok());
+                match in_audio {
+                    None => session_addr = addr,
+                    Some(true) => offer.address = addr.or(offer.address),
+                    Some(false) => {}
+                }
+            }
+            "m" => {
+                let mut parts = value.split_whitespace();
+                let media = parts.next().unwrap_or("");
+                let port = parts
+                    .next()
+                    .and_then(|p| p.split('/').next()?.parse::<u16>().ok());
+                let proto = parts.next().unwrap_or("");
+                let fmts: Vec<&str> = parts.collect();
+                let usable = media == "audio"
+                    && offer.codecs.is_empty()
+                    && formats.is_empty()
+                    && proto.starts_with("RTP/AVP")
+                    && port.is_some_and(|p| p != 0);
+                if usable {
+                    offer.audio_port = port.unwrap_or(0);
+                    formats = fmts.iter().filter_map(|f| f.parse().ok()).collect();
+                    in_audio = Some(true);
+                } else {
+                    let first = fmts.first().copied().unwrap_or("0");
+                    offer
+                        .declined
+                        .push((media.to_string(), proto.to_string(), first.to_string()));
+                    in_audio = Some(false);
+                }
+            }
+            "a" if in_audio != Some(false) => {
+                if let Some(map) = value.strip_prefix("rtpmap:") {
+                    if let Some((pt, encoding)) = map.split_once(' ')
+                        && let Ok(pt) = pt.trim().parse()
+                    {
+                        rtpmaps.push((pt, encoding.trim().to_ascii_lowercase()));
+                    }
+                } else {
+                    let direction = match value {
+                        "sendrecv" => Some(Direction::SendRecv),
+                        "sendonly" => Some(Direction::SendOnly),
+                        "recvonly" => Some(Direction::RecvOnly),
+                        "inactive" => Some(Direction::Inactive),
+                        _ => None,
+                    };
+                    if let Some(d) = direction {
+                        offer.direction = d;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !saw_version {
+        return Err(SdpError::Malformed("no v= line"));
+    }
+    offer.address = offer.address.or(session_addr);
+    for pt in formats {
+        let mapped = rtpmaps
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, e)| e.as_str());
+        let codec = match (pt, mapped) {
+            (_, Some(e)) if e.starts_with("pcmu/8000") => Some(Codec::Pcmu),
+            (_, Some(e)) if e.starts_with("pcma/8000") => Some(Codec::Pcma),
+            (_, Some(e)) if e.starts_with("telephone-event/8000") => {
+                offer.telephone_event.get_or_insert(pt);
+                None
+            }
+            (0, None) => Some(Codec::Pcmu),
+            (8, None) => Some(Codec::Pcma),
+            _ => None,
+        };
+        if let Some(c) = codec {
+            offer.codecs.push((pt, c));
+        }
+    }
+    if offer.codecs.is_empty() {
+        return Err(SdpError::NoCommonCodec);
+    }
+    Ok(offer)
+}
+
+/// Our session description: an answer to `offer`, or our own offer when `offer` is None.
+pub fn describe(ip: IpAddr, port: u16, session_id: u64, offer: Option<&Offer>) -> String {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut sdp = String::with_capacity(320);
+    let _ = write!(
+        sdp,
+        "v=0\r\no=zentrale {session_id} {session_id} IN {family} {ip}\r\ns=zentrale\r\n\
+         c=IN {family} {ip}\r\nt=0 0\r\n"
+    );
+    let (codecs, te, direction): (Vec<(u8, Codec)>, Option<u8>, Direction) = match offer {
+        Some(o) => (
+            o.codecs.first().copied().into_iter().collect(),
+            o.telephone_event,
+            o.direction.answer(),
+        ),
+        None => (
+            vec![(0, Codec::Pcmu), (8, Codec::Pcma)],
+            Some(101),
+            Direction::SendRecv,
+        ),
+    };
+    let mut fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
+    if let Some(te) = te {
+        fmts.push(te.to_string());
+    }
+    let _ = write!(sdp, "m=audio {port} RTP/AVP {}\r\n", fmts.join(" "));
+    for (pt, codec) in &codecs {
+        let _ = write!(sdp, "a=rtpmap:{pt} {}/8000\r\n", codec.name());
+        debug_assert!(*pt == codec.static_pt() || *pt >= 96);
+    }
+    if let Some(te) = te {
+        let _ = write!(
+            sdp,
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
+        );
+    }
+    let _ = write!(sdp, "a=ptime:20\r\na={}\r\n", direction.attribute());
+    if let Some(o) = offer {
+        for (media, proto, fmt) in &o.declined {
+            let _ = write!(sdp, "m={media} 0 {proto} {fmt}\r\n");
+        }
+    }
+    sdp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIPP_OFFER: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
+        c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 0 101\r\n\
+        a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\nm=video 3227 RTP/AVP 31\r\n";
+
+    #[test]
+    fn answers_in_the_offerers_order() {
+        let offer = parse_offer(SIPP_OFFER.as_bytes()).expect("offer");
+        assert_eq!(offer.codecs[0], (8, Codec::Pcma));
+        assert_eq!(offer.telephone_event, Some(101));
+        assert_eq!(offer.audio_port, 6000);
+        let answer = describe("127.0.0.1".parse().expect("ip"), 20000, 7, Some(&offer));
+        assert!(
+            answer.contains("m=audio 20000 RTP/AVP 8 101\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("m=video 0 RTP/AVP 31\r\n"));
+        assert!(parse_offer(answer.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn hold_is_mirrored_and_lpc_only_is_refused() {
+        let hold = SIPP_OFFER.replace("m=video 3227 RTP/AVP 31\r\n", "a=sendonly\r\n");
+        let offer = parse_offer(hold.as_bytes()).expect("offer");
+        assert_eq!(offer.direction.answer(), Direction::RecvOnly);
+        let lpc = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 12\r\n";
+        assert_eq!(parse_offer(lpc.as_bytes()), Err(SdpError::NoCommonCodec));
+        assert!(matches!(parse_offer(b"hello"), Err(SdpError::Malformed(_))));
+    }
+}

@@ -1,0 +1,439 @@
+//! The SIP endpoint: every received message runs to completion here, on the transport task that
+//! received it. Out-of-dialog requests that do not start a call (OPTIONS, REGISTER, rejections)
+//! are answered statelessly (RFC 3261 §8.2.7 allows it for non-INVITE; for a rejected INVITE
+//! the peer's retransmission simply gets the same answer again). Everything with the Call-ID of
+//! a running call goes to that call's task through a bounded channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use super::message::{HeaderName, Message, Method, ParseError, Request, Response, write_response};
+use super::reply::{ALLOW, random_token, reason_phrase, reply};
+use super::transaction::TimerConfig;
+use super::transport::{Flow, Transports};
+use super::uas::{Verdict, classify};
+use super::validate::{Invalid, RequestInfo, check_request};
+use crate::call::{self, CallInput, CallStart};
+use crate::media::rtp_ports::RtpPortPool;
+use crate::shutdown::Shutdown;
+
+/// Bounds that protect the engine (every one configurable, see `[sip]` in the settings).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_calls: usize,
+    pub max_tcp_connections: usize,
+    pub tcp_idle_secs: u64,
+    pub retry_after_secs: u32,
+}
+
+/// What the endpoint and its calls need to know, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Dialled numbers (Request-URI user part) we answer.
+    pub numbers: Vec<String>,
+    pub limits: Limits,
+    pub timers: TimerConfig,
+    pub user_agent: String,
+    /// Our address as written into Via and Contact.
+    pub advertised: SocketAddr,
+    /// Ringing time before we answer (0 = answer at once).
+    pub answer_delay: Duration,
+    pub session_expires_secs: u32,
+    pub min_se_secs: u32,
+    pub show_caller_numbers: bool,
+}
+
+/// Counters for logs, health and (later) metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub responses: AtomicU64,
+    pub dropped: AtomicU64,
+    pub rejected_overload: AtomicU64,
+    pub calls_started: AtomicU64,
+    pub call_queue_full: AtomicU64,
+}
+
+/// How many messages may wait for one call task before new ones are dropped. Retransmissions
+/// recover a drop; an unbounded queue would let one stuck call eat memory.
+const CALL_QUEUE: usize = 64;
+const SHARDS: usize = 16;
+
+struct CallTable {
+    shards: Vec<Mutex<HashMap<Bytes, mpsc::Sender<CallInput>>>>,
+    hasher: RandomState,
+    active: AtomicUsize,
+}
+
+impl CallTable {
+    fn new() -> Self {
+        CallTable {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, call_id: &Bytes) -> &Mutex<HashMap<Bytes, mpsc::Sender<CallInput>>> {
+        &self.shards[(self.hasher.hash_one(call_id) as usize) % SHARDS]
+    }
+
+    fn get(&self, call_id: &Bytes) -> Option<mpsc::Sender<CallInput>> {
+        self.shard(call_id).lock().ok()?.get(call_id).cloned()
+    }
+}
+
+/// Calls that ended recently: retransmitted BYEs get the same 200 again and stray requests are
+/// absorbed, without keeping a task alive for 64·T1 (RFC 3261 Timer J, done cheaply).
+struct Lingering {
+    entries: HashMap<Bytes, LingeringCall>,
+    order: VecDeque<(Instant, Bytes)>,
+}
+
+#[derive(Clone)]
+pub struct LingeringCall {
+    pub until: Instant,
+    /// Our final answer to the BYE that ended the call, if the peer ended it.
+    pub bye_response: Option<Bytes>,
+    /// The top Via branch of the INVITE, so a new INVITE reusing the Call-ID is still a new call.
+    pub invite_branch: Option<String>,
+}
+
+pub struct Endpoint {
+    config: EndpointConfig,
+    transports: Transports,
+    calls: CallTable,
+    lingering: Mutex<Lingering>,
+    shutdown: Shutdown,
+    rtp: Arc<RtpPortPool>,
+    pub stats: Stats,
+}
+
+impl Endpoint {
+    pub fn new(
+        config: EndpointConfig,
+        transports: Transports,
+        shutdown: Shutdown,
+        rtp: Arc<RtpPortPool>,
+    ) -> Arc<Self> {
+        Arc::new(Endpoint {
+            config,
+            transports,
+            calls: CallTable::new(),
+            lingering: Mutex::new(Lingering {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+            shutdown,
+            rtp,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    pub fn transports(&self) -> &Transports {
+        &self.transports
+    }
+
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    pub fn rtp_pool(&self) -> &Arc<RtpPortPool> {
+        &self.rtp
+    }
+
+    /// Calls with a running task (answered, ringing, or hanging up).
+    pub fn active_calls(&self) -> usize {
+        self.calls.active.load(Ordering::Relaxed)
+    }
+
+    pub fn send(&self, flow: &Flow, bytes: Bytes) {
+        self.transports.send(flow, bytes);
+    }
+
+    /// A datagram larger than `sip.max_message_bytes`: 413 if its head is readable, else drop.
+    pub fn on_oversized(&self, truncated: Bytes, flow: Flow) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        let request = match super::message::parse(truncated, super::message::Framing::Datagram) {
+            Ok((Message::Request(r), _)) => r,
+            Err(ParseError::BadRequest { request, .. }) => *request,
+            _ => {
+                debug!(peer = %flow.peer(), "oversized datagram dropped");
+                return;
+            }
+        };
+        if request.method != Method::Ack && request.headers.count(&HeaderName::Via) > 0 {
+            info!(peer = %flow.peer(), max = self.config.limits.max_message_bytes,
+                "message larger than sip.max_message_bytes answered 413");
+            self.respond(&request, 413, reason_phrase(413), &[], &flow);
+        }
+    }
+
+    /// Entry point for every framed message from any transport.
+    pub fn on_message(self: &Arc<Self>, parsed: Result<Message, ParseError>, flow: Flow) {
+        match parsed {
+            Ok(Message::Request(request)) => {
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                self.on_request(request, flow)
+            }
+            Ok(Message::Response(response)) => {
+                self.stats.responses.fetch_add(1, Ordering::Relaxed);
+                self.on_response(response, flow)
+            }
+            Err(ParseError::BadRequest {
+                request,
+                status,
+                reason,
+            }) => {
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                // Never answer an ACK (RFC 3261 §17.2.1), never answer without a Via to follow.
+                if request.method != Method::Ack && request.headers.count(&HeaderName::Via) > 0 {
+                    debug!(peer = %flow.peer(), status, %reason, "malformed request refused");
+                    self.respond(&request, status, &reason, &[], &flow);
+                } else {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(ParseError::Garbage(why)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                debug!(peer = %flow.peer(), why, "unparseable message dropped");
+            }
+            Err(ParseError::Incomplete) => {}
+        }
+    }
+
+    fn on_response(&self, response: Response, flow: Flow) {
+        let Some(call_id) = response.headers.get(&HeaderName::CallId).cloned() else {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match self.calls.get(&call_id) {
+            Some(tx) => self.deliver(&tx, CallInput::Response { response, flow }),
+            // No transaction: absorb silently (RFC 3261 §18.1.2, RFC 4475 §3.1.1.12).
+            None => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn deliver(&self, tx: &mpsc::Sender<CallInput>, input: CallInput) {
+        if tx.try_send(input).is_err() {
+            // Full or just ended: the peer retransmits.
+            self.stats.call_queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn on_request(self: &Arc<Self>, request: Request, flow: Flow) {
+        let info = match check_request(&request) {
+            Ok(info) => info,
+            Err(Invalid::Drop(why)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                debug!(peer = %flow.peer(), why, "request dropped");
+                return;
+            }
+            Err(Invalid::Reject(status, reason)) => {
+                if request.method != Method::Ack {
+                    debug!(peer = %flow.peer(), status, %reason, "request refused");
+                    let allow: &[(HeaderName, &str)] = if status == 501 {
+                        &[(HeaderName::Allow, ALLOW)]
+                    } else {
+                        &[]
+                    };
+                    self.respond(&request, status, &reason, allow, &flow);
+                }
+                return;
+            }
+        };
+
+        if let Some(tx) = self.calls.get(&info.call_id) {
+            self.deliver(
+                &tx,
+                CallInput::Request {
+                    request,
+                    info,
+                    flow,
+                },
+            );
+            return;
+        }
+        if self.answer_lingering(&request, &info, &flow) {
+            return;
+        }
+
+        match classify(&request, &info, &self.config.numbers) {
+            Verdict::Absorb => {}
+            Verdict::Answer {
+                status,
+                reason,
+                headers,
+            } => {
+                let extra: Vec<(HeaderName, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.as_str()))
+                    .collect();
+                self.respond(&request, status, &reason, &extra, &flow);
+            }
+            Verdict::NewCall => self.start_call(request, info, flow),
+        }
+    }
+
+    fn start_call(self: &Arc<Self>, request: Request, info: RequestInfo, flow: Flow) {
+        let retry_after = self.config.limits.retry_after_secs.to_string();
+        if !self.shutdown.accepting_calls() {
+            self.respond(
+                &request,
+                503,
+                "Service Unavailable (shutting down)",
+                &[(HeaderName::Other("Retry-After".into()), &retry_after)],
+                &flow,
+            );
+            return;
+        }
+        // Check, insert and spawn under the shard lock, so two copies of one INVITE arriving on
+        // two threads cannot start two calls.
+        let call_id = info.call_id.clone();
+        let shard = self.calls.shard(&call_id);
+        let Ok(mut map) = shard.lock() else { return };
+        if let Some(tx) = map.get(&call_id) {
+            let tx = tx.clone();
+            drop(map);
+            self.deliver(
+                &tx,
+                CallInput::Request {
+                    request,
+                    info,
+                    flow,
+                },
+            );
+            return;
+        }
+        if self.calls.active.load(Ordering::Relaxed) >= self.config.limits.max_calls {
+            drop(map);
+            self.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+            self.respond(
+                &request,
+                503,
+                "Service Unavailable (call limit reached)",
+                &[(HeaderName::Other("Retry-After".into()), &retry_after)],
+                &flow,
+            );
+            return;
+        }
+        let (tx, rx) = mpsc::channel(CALL_QUEUE);
+        map.insert(call_id, tx);
+        self.calls.active.fetch_add(1, Ordering::Relaxed);
+        drop(map);
+        self.stats.calls_started.fetch_add(1, Ordering::Relaxed);
+        call::spawn(
+            self.clone(),
+            CallStart {
+                request,
+                info,
+                flow,
+            },
+            rx,
+        );
+    }
+
+    /// Handles a request for a call that just ended; true if it was one.
+    fn answer_lingering(&self, request: &Request, info: &RequestInfo, flow: &Flow) -> bool {
+        let Ok(mut lingering) = self.lingering.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let Some(call) = lingering.entries.get(&info.call_id).cloned() else {
+            return false;
+        };
+        if call.until <= now {
+            lingering.entries.remove(&info.call_id);
+            return false;
+        }
+        drop(lingering);
+        match request.method {
+            Method::Bye => match call.bye_response {
+                Some(bytes) => self.send(flow, bytes),
+                None => self.respond(request, 481, reason_phrase(481), &[], flow),
+            },
+            Method::Ack => {}
+            Method::Invite if info.to.tag.is_none() => {
+                let branch = info.top_via().branch.clone();
+                if branch != call.invite_branch {
+                    // A new call that happens to reuse the Call-ID.
+                    if let Ok(mut l) = self.lingering.lock() {
+                        l.entries.remove(&info.call_id);
+                    }
+                    return false;
+                }
+            }
+            _ => self.respond(request, 481, reason_phrase(481), &[], flow),
+        }
+        true
+    }
+
+    /// Called by a call task as its last act.
+    pub fn call_ended(&self, call_id: &Bytes, linger: Option<LingeringCall>) {
+        if let Ok(mut map) = self.calls.shard(call_id).lock()
+            && map.remove(call_id).is_some()
+        {
+            self.calls.active.fetch_sub(1, Ordering::Relaxed);
+        }
+        let Some(entry) = linger else { return };
+        let Ok(mut lingering) = self.lingering.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        // Sweep expired entries (oldest first) so the map stays bounded by the call rate.
+        while let Some((until, _)) = lingering.order.front() {
+            if *until > now {
+                break;
+            }
+            if let Some((_, id)) = lingering.order.pop_front()
+                && lingering.entries.get(&id).is_some_and(|e| e.until <= now)
+            {
+                lingering.entries.remove(&id);
+            }
+        }
+        lingering.order.push_back((entry.until, call_id.clone()));
+        lingering.entries.insert(call_id.clone(), entry);
+    }
+
+    /// Sends a stateless response to `request` along `flow`.
+    pub fn respond(
+        &self,
+        request: &Request,
+        status: u16,
+        reason: &str,
+        extra: &[(HeaderName, &str)],
+        flow: &Flow,
+    ) {
+        let tag = random_token();
+        let mut response = reply(request, status, reason, Some(&tag));
+        for (name, value) in extra {
+            response
+                .headers
+                .push(name.clone(), Bytes::copy_from_slice(value.as_bytes()));
+        }
+        response.headers.push(
+            HeaderName::Other("Server".into()),
+            Bytes::copy_from_slice(self.config.user_agent.as_bytes()),
+        );
+        self.send(flow, write_response(&response));
+    }
+}
