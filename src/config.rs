@@ -63,7 +63,6 @@ pub struct SipSettings {
     /// Value of the User-Agent / Server header.
     pub user_agent: String,
     /// Ringing time (180) before the engine answers a call, milliseconds; 0 answers at once.
-    /// Not in `deploy/zentrale.toml` yet, so it defaults to 0 here.
     pub answer_delay_ms: u64,
 }
 

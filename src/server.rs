@@ -66,6 +66,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         session_expires_secs: sip.session_expires_secs,
         min_se_secs: sip.min_se_secs,
         show_caller_numbers: settings.log.show_caller_numbers,
+        symmetric_response: sip.symmetric_response,
     };
     let rtp = RtpPortPool::new(
         settings.media.rtp_ip,

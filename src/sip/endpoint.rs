@@ -50,6 +50,9 @@ pub struct EndpointConfig {
     pub session_expires_secs: u32,
     pub min_se_secs: u32,
     pub show_caller_numbers: bool,
+    /// Answer UDP requests at their source address (true) or, as RFC 3261 §18.2.2 says without
+    /// `rport`, at the source IP and the port in the top Via (false).
+    pub symmetric_response: bool,
 }
 
 /// Counters for logs, health and (later) metrics.
@@ -262,6 +265,7 @@ impl Endpoint {
             }
         };
 
+        let flow = self.response_flow(flow, &info);
         if let Some(tx) = self.calls.get(&info.call_id) {
             self.deliver(
                 &tx,
@@ -350,6 +354,20 @@ impl Endpoint {
             },
             rx,
         );
+    }
+
+    /// Where answers to a request go. Symmetric (the source address) by default: it works
+    /// behind NAT and cannot be abused to reflect traffic at a third party's port.
+    fn response_flow(&self, flow: Flow, info: &RequestInfo) -> Flow {
+        match flow {
+            Flow::Udp { peer } if !self.config.symmetric_response && !info.top_via().rport => {
+                let port = info.top_via().port.unwrap_or(5060);
+                Flow::Udp {
+                    peer: SocketAddr::new(peer.ip(), port),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Handles a request for a call that just ended; true if it was one.
