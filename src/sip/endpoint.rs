@@ -428,8 +428,10 @@ impl Endpoint {
                 lingering.entries.remove(&id);
             }
         }
-        lingering.order.push_back((entry.until, call_id.clone()));
-        lingering.entries.insert(call_id.clone(), entry);
+        // An owned copy: the key must not keep the INVITE's buffer alive.
+        let key = Bytes::copy_from_slice(call_id);
+        lingering.order.push_back((entry.until, key.clone()));
+        lingering.entries.insert(key, entry);
     }
 
     /// Sends a stateless response to `request` along `flow`.

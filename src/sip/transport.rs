@@ -155,7 +155,9 @@ pub async fn run_udp(socket: Arc<UdpSocket>, endpoint: Arc<Endpoint>, mut shutdo
         if n == 0 {
             continue;
         }
-        let datagram = buf.split_to(n).freeze();
+        // Copy out exactly the datagram: slices of it (Call-ID, headers) live as long as the
+        // call, and must not pin a whole max-size receive buffer each.
+        let datagram = Bytes::copy_from_slice(&buf[..n]);
         if n > max {
             endpoint.on_oversized(datagram, flow);
             continue;
