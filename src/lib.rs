@@ -15,6 +15,7 @@
 //! - [`shutdown`] — the graceful-shutdown signal every task watches.
 //! - [`server`] — wires the parts together for `zentrale serve`.
 //! - [`logging`] — tracing set-up (human or JSON lines).
+//! - [`web`] — HTTP: `/healthz` today; metrics, admin API and dashboard later.
 
 pub mod call;
 pub mod config;
@@ -23,3 +24,4 @@ pub mod media;
 pub mod server;
 pub mod shutdown;
 pub mod sip;
+pub mod web;

@@ -41,6 +41,13 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         None
     };
 
+    let http = TcpListener::bind(settings.http.listen).await.map_err(|e| {
+        format!(
+            "cannot bind HTTP {}: {e} (set http.listen or ZENTRALE_HTTP__LISTEN)",
+            settings.http.listen
+        )
+    })?;
+
     let advertised = if listen.ip().is_unspecified() {
         SocketAddr::new(settings.media.rtp_ip, listen.port())
     } else {
@@ -94,6 +101,11 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             shutdown.clone(),
         )));
     }
+    tasks.push(tokio::spawn(crate::web::serve(
+        http,
+        endpoint.clone(),
+        shutdown.clone(),
+    )));
     let transports: Vec<&str> = sip
         .transports
         .iter()
@@ -102,7 +114,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             Transport::Tcp => "tcp",
         })
         .collect();
-    info!(sip = %listen, transports = ?transports, numbers = ?sip.numbers, "zentrale listening");
+    info!(sip = %listen, http = %settings.http.listen, transports = ?transports, numbers = ?sip.numbers, "zentrale listening");
 
     wait_for_signal().await;
     let drain = Duration::from_secs(settings.shutdown.drain_secs);
