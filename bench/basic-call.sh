@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Basic-call throughput benchmark (not a test): SIPp callers -> zentrale on 127.0.0.1.
+#
+# Each call: INVITE/SDP -> 100 -> 200/SDP -> ACK -> BYE -> 200 (tests/sipp/uac_basic.xml with
+# no pause). For each rate the run is repeated; a rate passes if every run has >= THRESHOLD %
+# successful calls. The sweep stops at the first rate that fails and prints the highest rate
+# that passed. See bench/README.md for how to read the table.
+#
+# Knobs (environment): RATES, DURATION (s per run), REPEAT (runs per rate), THRESHOLD (%),
+# LOG_LEVEL (engine log level, default info = the shipped default), ZENTRALE_BIN (skip the
+# release build and use this binary), KEEP=1 (keep the work directory with all logs).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RATES=${RATES:-"200 500 1000 2000 3000 4000 6000 8000 10000 12000"}
+DURATION=${DURATION:-10}
+REPEAT=${REPEAT:-2}
+THRESHOLD=${THRESHOLD:-99.9}
+LOG_LEVEL=${LOG_LEVEL:-info}
+SCENARIO=$ROOT/tests/sipp/uac_basic.xml
+OPTIONS_SCENARIO=$ROOT/tests/sipp/uac_options.xml
+
+command -v sipp >/dev/null || {
+    echo "sipp not found: install the Debian package sip-tester (apt-get install -y sip-tester)" >&2
+    exit 1
+}
+
+if [[ -n ${ZENTRALE_BIN:-} ]]; then
+    BIN=$ZENTRALE_BIN
+else
+    echo "building release binary ..." >&2
+    (cd "$ROOT" && cargo build --release --quiet --bin zentrale)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/zentrale
+fi
+[[ -x $BIN ]] || { echo "no engine binary at $BIN" >&2; exit 1; }
+
+WORK=$(mktemp -d -t zentrale-bench.XXXXXX)
+ENGINE_PID=""
+SIPP_PID=""
+cleanup() {
+    local rc=$?
+    # Only the processes this script started, by pid.
+    [[ -n $SIPP_PID ]] && kill -KILL "$SIPP_PID" 2>/dev/null || true
+    if [[ -n $ENGINE_PID ]]; then
+        kill -TERM "$ENGINE_PID" 2>/dev/null || true
+        for _ in $(seq 1 20); do kill -0 "$ENGINE_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$ENGINE_PID" 2>/dev/null || true
+    fi
+    wait 2>/dev/null || true
+    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
+        echo "logs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+# A port free for UDP and TCP on 127.0.0.1, below the kernel's ephemeral range (checked
+# against /proc/net so no helper tool is needed).
+port_in_use() {
+    local hex
+    hex=$(printf ':%04X' "$1")
+    cat /proc/net/udp /proc/net/tcp /proc/net/udp6 /proc/net/tcp6 2>/dev/null \
+        | awk '{print $2}' | grep -q -- "$hex\$"
+}
+USED_PORTS=" "
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 9000))
+        if [[ $USED_PORTS != *" $p "* ]] && ! port_in_use "$p"; then
+            USED_PORTS+="$p "
+            echo "$p"
+            return 0
+        fi
+    done
+    echo "no free port found" >&2
+    return 1
+}
+
+SIP_PORT=$(free_port)
+HTTP_PORT=$(free_port)
+SIPP_PORT=$(free_port)
+mkdir -p "$WORK/data"
+
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
+    ZENTRALE_SIP__LISTEN="127.0.0.1:$SIP_PORT" \
+    ZENTRALE_HTTP__LISTEN="127.0.0.1:$HTTP_PORT" \
+    ZENTRALE_DATA__DIR="$WORK/data" \
+    ZENTRALE_RULES__DIR="$ROOT/routing-rules" \
+    ZENTRALE_MEDIA__RTP_PORT_MIN=30000 \
+    ZENTRALE_MEDIA__RTP_PORT_MAX=49999 \
+    ZENTRALE_SIP__MAX_CALLS=100000 \
+    ZENTRALE_SHUTDOWN__DRAIN_SECS=1 \
+    ZENTRALE_LOG__FORMAT=json \
+    ZENTRALE_LOG__LEVEL="$LOG_LEVEL" \
+    "$BIN" serve >"$WORK/engine.log" 2>&1 &
+ENGINE_PID=$!
+
+# Ready when an OPTIONS gets 200 (SIPp exits 0).
+ready=0
+for _ in $(seq 1 30); do
+    kill -0 "$ENGINE_PID" 2>/dev/null || { echo "engine exited:" >&2; tail -20 "$WORK/engine.log" >&2; exit 1; }
+    if (cd "$WORK" && sipp -sf "$OPTIONS_SCENARIO" -s 490 -i 127.0.0.1 -p "$SIPP_PORT" -m 1 \
+        -timeout 1s -timeout_error -nostdin "127.0.0.1:$SIP_PORT" >/dev/null 2>&1); then
+        ready=1
+        break
+    fi
+    sleep 0.5
+done
+[[ $ready == 1 ]] || { echo "engine did not answer OPTIONS within 15 s" >&2; tail -20 "$WORK/engine.log" >&2; exit 1; }
+
+CLK_TCK=$(getconf CLK_TCK)
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat; the
+# command name in field 2 may contain spaces, so cut after its closing parenthesis).
+proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# CPU pressure (PSI): microseconds in which some runnable task waited for a CPU, and the wall
+# clock in microseconds. Their ratio over a run says how saturated the machine was, by us or by
+# neighbours. (/proc/stat's busy/idle ticks are not usable here: in this VM they miss most of
+# the engine's and SIPp's CPU time.)
+cpu_pressure() {
+    local stall=-1
+    [[ -r /proc/pressure/cpu ]] && stall=$(awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) { sub(/total=/, "", $i); print $i } }' /proc/pressure/cpu)
+    echo "$stall $(date +%s%6N)"
+}
+
+# Column value from the last row of a SIPp statistics CSV.
+stat_col() {
+    [[ -f $1 ]] || { echo 0; return; }
+    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i }
+        NF > 1 { last = $0 } END { if (!c) { print 0; exit } split(last, f, ";"); print f[c] + 0 }' "$1"
+}
+# Upper bound (ms) of the response-time bucket holding the 99th percentile of call setup
+# (INVITE -> 200), from SIPp's ResponseTimeRepartition1 columns.
+p99_setup() {
+    [[ -f $1 ]] || { echo -; return; }
+    awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^ResponseTimeRepartition1_/) { c[++n] = i; name[n] = $i } }
+        NF > 1 { last = $0 }
+        END { split(last, f, ";"); total = 0; for (k = 1; k <= n; k++) total += f[c[k]];
+              if (total == 0) { print "-"; exit }
+              acc = 0; for (k = 1; k <= n; k++) { acc += f[c[k]]; if (acc >= 0.99 * total) {
+                  b = name[k]; sub(/^ResponseTimeRepartition1_/, "", b); print b " ms"; exit } } }' "$1"
+}
+
+printf 'zentrale basic-call benchmark  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+printf 'engine %s  (pid %s, log level %s)  SIP 127.0.0.1:%s  %s s per run, %s runs per rate, pass >= %s %%\n' \
+    "$BIN" "$ENGINE_PID" "$LOG_LEVEL" "$SIP_PORT" "$DURATION" "$REPEAT" "$THRESHOLD"
+printf 'machine: %s cores, load average %s\n\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%7s %4s %9s %9s %8s %8s %9s %9s %8s %7s %8s %9s\n' \
+    rate run attempted success failed 'ok %' 'achieved' 'eng CPU' 'us/call' 'sipp s' 'stall %' 'p99 setup'
+
+best=""
+stopped=0
+for rate in $RATES; do
+    rate_ok=1
+    for run in $(seq 1 "$REPEAT"); do
+        kill -0 "$ENGINE_PID" 2>/dev/null || { echo "engine died; last log lines:" >&2; tail -20 "$WORK/engine.log" >&2; exit 1; }
+        calls=$((rate * DURATION))
+        limit=$((rate > 200 ? rate : 200))
+        stat="$WORK/stat-$rate-$run.csv"
+        e0=$(proc_ticks "$ENGINE_PID")
+        read -r s0 w0 < <(cpu_pressure)
+        timer=()
+        [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f '%U %S' -o "$WORK/sipp-time-$rate-$run")
+        (cd "$WORK" && "${timer[@]}" sipp -sf "$SCENARIO" -s 490 -i 127.0.0.1 -p "$SIPP_PORT" -t u1 \
+            -m "$calls" -r "$rate" -l "$limit" -d 0 -timeout "$((DURATION + 20))s" -nostdin \
+            -buff_size 4194304 -trace_stat -stf "$stat" -fd 1 \
+            -trace_err -error_file "$WORK/errors-$rate-$run.log" \
+            "127.0.0.1:$SIP_PORT" >"$WORK/sipp-$rate-$run.out" 2>&1) &
+        SIPP_PID=$!
+        wait "$SIPP_PID" || true
+        SIPP_PID=""
+        e1=$(proc_ticks "$ENGINE_PID")
+        read -r s1 w1 < <(cpu_pressure)
+
+        created=$(stat_col "$stat" 'TotalCallCreated')
+        ok=$(stat_col "$stat" 'SuccessfulCall(C)')
+        failed=$(stat_col "$stat" 'FailedCall(C)')
+        achieved=$(stat_col "$stat" 'CallRate(C)')
+        p99=$(p99_setup "$stat")
+        sipp_cpu=$(awk '{printf "%.1f", $1 + $2}' "$WORK/sipp-time-$rate-$run" 2>/dev/null || echo '-')
+        read -r pct eng_s us_call stall <<<"$(awk -v ok="$ok" -v c="$created" -v de="$((e1 - e0))" \
+            -v hz="$CLK_TCK" -v s0="$s0" -v s1="$s1" -v dw="$((w1 - w0))" 'BEGIN {
+                pct = (c > 0) ? 100 * ok / c : 0
+                s = de / hz
+                per = (ok > 0) ? sprintf("%.0f", s * 1e6 / ok) : "-"
+                stall = (s0 >= 0 && dw > 0) ? sprintf("%.0f", 100 * (s1 - s0) / dw) : "-"
+                printf "%.2f %.2f %s %s\n", pct, s, per, stall }')"
+        printf '%7s %4s %9s %9s %8s %8s %9.0f %9s %8s %7s %8s %9s\n' \
+            "$rate" "$run" "$created" "$ok" "$failed" "$pct" "$achieved" "${eng_s}s" "$us_call" "$sipp_cpu" "$stall" "$p99"
+        if ! awk -v p="$pct" -v t="$THRESHOLD" -v c="$created" -v want="$calls" \
+            'BEGIN { exit !(p >= t && c >= 0.99 * want) }'; then
+            rate_ok=0
+        fi
+        sleep 1
+    done
+    if [[ $rate_ok == 1 ]]; then
+        best=$rate
+    else
+        echo
+        echo "rate $rate below $THRESHOLD % success (or fewer calls attempted than asked): stopping."
+        stopped=1
+        break
+    fi
+done
+
+echo
+if [[ -n $best ]]; then
+    echo "highest rate with >= $THRESHOLD % successful calls in all $REPEAT runs: $best calls/s"
+    [[ $stopped == 1 ]] || echo "(every rate asked for passed: the ceiling is higher; extend RATES to find it)"
+else
+    echo "no rate reached $THRESHOLD % successful calls"
+fi

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's single test command (README; CI runs it through .ci/run):
+# formatting, lints, then every test target, including the end-to-end tests that start the
+# real engine and drive it with SIPp.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The end-to-end tests need SIPp (Debian package sip-tester); they fail, never skip, without it.
+if ! command -v sipp >/dev/null 2>&1; then
+    echo "sipp not found: installing the Debian package sip-tester" >&2
+    if [[ $(id -u) -eq 0 ]]; then
+        as_root=()
+    elif command -v sudo >/dev/null 2>&1; then
+        as_root=(sudo)
+    else
+        echo "cannot install sip-tester: not root and no sudo; install it by hand" >&2
+        exit 1
+    fi
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester
+fi
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+# Debug build: the tests run at 20 calls/s, far below what even a debug engine handles, and a
+# debug build compiles much faster than --release on 2 cores.
+cargo test --all-targets
+cargo test --doc

@@ -1,0 +1,21 @@
+//! Shared harness for the end-to-end tests (each `tests/*.rs` file pulls it in with `mod common;`).
+//!
+//! - [`engine`] — starts the real `zentrale serve` on free loopback ports with a scratch data
+//!   directory, waits until it answers OPTIONS, captures its log, kills it on drop.
+//! - [`sipp`] — runs SIPp scenarios from `tests/sipp/` against an engine, bounded in time, and
+//!   reads SIPp's statistics file for the successful/failed call counts.
+//! - [`sip`] — a tiny SIP client over UDP (and a TCP helper) for tests that need exact bytes or
+//!   exact timing: builds INVITE/ACK/BYE/OPTIONS, reads status codes and headers of replies.
+//! - [`ports`] — free ports on 127.0.0.1 and non-overlapping RTP ranges for parallel engines.
+//! - [`scratch`] — per-test directories under Cargo's target tmp dir, kept when a test fails.
+//!
+//! Every test starts its own engine, so tests run in parallel without sharing state.
+
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
+
+pub mod engine;
+pub mod ports;
+pub mod scratch;
+pub mod sip;
+pub mod sipp;
