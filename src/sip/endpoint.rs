@@ -70,6 +70,8 @@ pub struct Stats {
 /// recover a drop; an unbounded queue would let one stuck call eat memory.
 const CALL_QUEUE: usize = 64;
 const SHARDS: usize = 16;
+/// Ended calls remembered for retransmitted BYEs (64·T1 each): ~20 s of calls at 10,000/s.
+const MAX_LINGERING: usize = 200_000;
 
 struct CallTable {
     shards: Vec<Mutex<HashMap<Bytes, mpsc::Sender<CallInput>>>>,
@@ -426,6 +428,15 @@ impl Endpoint {
                 && lingering.entries.get(&id).is_some_and(|e| e.until <= now)
             {
                 lingering.entries.remove(&id);
+            }
+        }
+        // Bounded even under a flood of short calls: the oldest entries go first.
+        while lingering.entries.len() >= MAX_LINGERING {
+            match lingering.order.pop_front() {
+                Some((_, id)) => {
+                    lingering.entries.remove(&id);
+                }
+                None => break,
             }
         }
         // An owned copy: the key must not keep the INVITE's buffer alive.

@@ -76,14 +76,10 @@ impl Transports {
                 let Some(socket) = &self.udp else { return };
                 match socket.try_send_to(&bytes, *peer) {
                     Ok(_) => {}
+                    // The kernel's send buffer is full: drop rather than queue without bound;
+                    // the transaction layer retransmits what matters.
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        let socket = socket.clone();
-                        let peer = *peer;
-                        tokio::spawn(async move {
-                            if let Err(e) = socket.send_to(&bytes, peer).await {
-                                debug!(%peer, error = %e, "UDP send failed");
-                            }
-                        });
+                        self.send_drops.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => debug!(%peer, error = %e, "UDP send failed"),
                 }
