@@ -12,6 +12,7 @@
 //! - [`media`] — SDP answers and the RTP port pool (prompts, DTMF and the relay come later).
 //! - [`config`] — one [`config::Settings`] from embedded defaults, a TOML file and
 //!   `ZENTRALE_*` environment variables.
+//! - [`reload`] — hot reload of the routing rules (file watch, SIGHUP, API) with atomic swap.
 //! - [`shutdown`] — the graceful-shutdown signal every task watches.
 //! - [`server`] — wires the parts together for `zentrale serve`.
 //! - [`logging`] — tracing set-up (human or JSON lines).
@@ -21,6 +22,7 @@ pub mod call;
 pub mod config;
 pub mod logging;
 pub mod media;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod sip;
