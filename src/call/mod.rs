@@ -8,6 +8,7 @@
 //! [`crate::sip::transaction`]; this task only sleeps until their next deadline.
 
 mod dialog;
+pub mod menu;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
