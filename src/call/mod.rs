@@ -127,8 +127,11 @@ struct CallerLeg {
     server_txns: Vec<ServerTxn>,
     bye: Option<NonInviteClient>,
     bye_response: Option<Bytes>,
+    /// The branch of the caller's BYE, so only its retransmissions get `bye_response` again.
+    bye_branch: Option<String>,
     rtp: Option<RtpPort>,
     offer: Option<Offer>,
+    sdp_session_id: u64,
     sdp_version: u64,
     answer_at: Option<Instant>,
     /// RFC 4028: when we give up on a session nobody refreshed.
@@ -155,9 +158,11 @@ impl CallerLeg {
             server_txns: Vec::new(),
             bye: None,
             bye_response: None,
+            bye_branch: None,
             rtp: None,
             offer: None,
-            sdp_version: rand::random::<u32>() as u64,
+            sdp_session_id: rand::random::<u32>() as u64,
+            sdp_version: 1,
             answer_at: None,
             session_deadline: None,
             session_interval: None,
@@ -194,6 +199,7 @@ impl CallerLeg {
         Some(LingeringCall {
             until: Instant::now() + timers.timeout_64t1(),
             bye_response: self.bye_response.take(),
+            bye_branch: self.bye_branch.take(),
             invite_branch: self.info.top_via().branch.clone(),
         })
     }
@@ -315,6 +321,23 @@ impl CallerLeg {
     fn ok_with_sdp(&mut self, request: &Request, offer: Option<&Offer>) -> Response {
         let mut response = reply(request, 200, "OK", Some(&self.dialog.local_tag));
         self.add_common_headers(&mut response);
+        self.add_session_timer(&mut response);
+        let (ip, port) = match &self.rtp {
+            Some(rtp) => (self.endpoint.rtp_pool().ip(), rtp.port),
+            None => (self.endpoint.rtp_pool().ip(), 0),
+        };
+        self.sdp_version += 1;
+        let body = sdp::describe(ip, port, self.sdp_session_id, self.sdp_version, offer);
+        response.headers.push(
+            HeaderName::ContentType,
+            Bytes::from_static(b"application/sdp"),
+        );
+        response.body = Bytes::from(body);
+        response
+    }
+
+    /// RFC 4028 §9: every 2xx to a session refresh (INVITE or UPDATE) carries the interval.
+    fn add_session_timer(&self, response: &mut Response) {
         if let Some(interval) = self.session_interval {
             response.headers.push(
                 HeaderName::SessionExpires,
@@ -324,18 +347,6 @@ impl CallerLeg {
                 .headers
                 .push(HeaderName::Require, Bytes::from_static(b"timer"));
         }
-        let (ip, port) = match &self.rtp {
-            Some(rtp) => (self.endpoint.rtp_pool().ip(), rtp.port),
-            None => (self.endpoint.rtp_pool().ip(), 0),
-        };
-        self.sdp_version += 1;
-        let body = sdp::describe(ip, port, self.sdp_version, offer);
-        response.headers.push(
-            HeaderName::ContentType,
-            Bytes::from_static(b"application/sdp"),
-        );
-        response.body = Bytes::from(body);
-        response
     }
 
     fn add_common_headers(&self, response: &mut Response) {
@@ -530,6 +541,7 @@ impl CallerLeg {
                 info!("caller hung up");
                 let response = self.in_dialog_response(&request, 200, "OK");
                 self.bye_response = Some(response.clone());
+                self.bye_branch = branch.clone();
                 self.endpoint.send(&flow, response);
                 self.finish_call();
             }
@@ -537,6 +549,7 @@ impl CallerLeg {
                 let mut response = reply(&request, 200, "OK", Some(&self.dialog.local_tag));
                 if request.method == Method::Update {
                     self.arm_session_timer(now);
+                    self.add_session_timer(&mut response);
                     if !request.body.is_empty() {
                         match sdp::parse_offer(&request.body) {
                             Ok(offer) => {

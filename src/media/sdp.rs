@@ -20,12 +20,6 @@ impl Codec {
             Codec::Pcma => "PCMA",
         }
     }
-    fn static_pt(self) -> u8 {
-        match self {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,13 +183,21 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
     Ok(offer)
 }
 
-/// Our session description: an answer to `offer`, or our own offer when `offer` is None.
-pub fn describe(ip: IpAddr, port: u16, session_id: u64, offer: Option<&Offer>) -> String {
+/// Our session description: an answer to `offer`, or our own offer when `offer` is None. The
+/// answer uses the payload types the offer used for the same codecs (RFC 3264 §6.1); the
+/// session id stays fixed for a call and the version rises with each new description (§8).
+pub fn describe(
+    ip: IpAddr,
+    port: u16,
+    session_id: u64,
+    version: u64,
+    offer: Option<&Offer>,
+) -> String {
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut sdp = String::with_capacity(320);
     let _ = write!(
         sdp,
-        "v=0\r\no=zentrale {session_id} {session_id} IN {family} {ip}\r\ns=zentrale\r\n\
+        "v=0\r\no=zentrale {session_id} {version} IN {family} {ip}\r\ns=zentrale\r\n\
          c=IN {family} {ip}\r\nt=0 0\r\n"
     );
     let (codecs, te, direction): (Vec<(u8, Codec)>, Option<u8>, Direction) = match offer {
@@ -217,7 +219,6 @@ pub fn describe(ip: IpAddr, port: u16, session_id: u64, offer: Option<&Offer>) -
     let _ = write!(sdp, "m=audio {port} RTP/AVP {}\r\n", fmts.join(" "));
     for (pt, codec) in &codecs {
         let _ = write!(sdp, "a=rtpmap:{pt} {}/8000\r\n", codec.name());
-        debug_assert!(*pt == codec.static_pt() || *pt >= 96);
     }
     if let Some(te) = te {
         let _ = write!(
@@ -248,7 +249,7 @@ mod tests {
         assert_eq!(offer.codecs[0], (8, Codec::Pcma));
         assert_eq!(offer.telephone_event, Some(101));
         assert_eq!(offer.audio_port, 6000);
-        let answer = describe("127.0.0.1".parse().expect("ip"), 20000, 7, Some(&offer));
+        let answer = describe("127.0.0.1".parse().expect("ip"), 20000, 7, 8, Some(&offer));
         assert!(
             answer.contains("m=audio 20000 RTP/AVP 8 101\r\n"),
             "{answer}"

@@ -109,6 +109,8 @@ pub struct LingeringCall {
     pub until: Instant,
     /// Our final answer to the BYE that ended the call, if the peer ended it.
     pub bye_response: Option<Bytes>,
+    /// Its branch: only a retransmission of that BYE gets it again.
+    pub bye_branch: Option<String>,
     /// The top Via branch of the INVITE, so a new INVITE reusing the Call-ID is still a new call.
     pub invite_branch: Option<String>,
 }
@@ -388,8 +390,8 @@ impl Endpoint {
         drop(lingering);
         match request.method {
             Method::Bye => match call.bye_response {
-                Some(bytes) => self.send(flow, bytes),
-                None => self.respond(request, 481, reason_phrase(481), &[], flow),
+                Some(bytes) if call.bye_branch == info.top_via().branch => self.send(flow, bytes),
+                _ => self.respond(request, 481, reason_phrase(481), &[], flow),
             },
             Method::Ack => {}
             Method::Invite if info.to.tag.is_none() => {

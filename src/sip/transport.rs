@@ -241,6 +241,16 @@ async fn serve_connection(
             }
         }
         loop {
+            // CRLF keep-alives between messages (RFC 5626 §3.5.1) are consumed, so they never
+            // count against the message size limit.
+            let pings = buf
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            let _ = buf.split_to(pings);
+            if buf.is_empty() {
+                continue 'read;
+            }
             // Parse from a frozen view; only an unparsed remainder is copied back.
             let data = buf.split().freeze();
             match parse(data.clone(), Framing::Stream) {
@@ -252,6 +262,10 @@ async fn serve_connection(
                     }
                     continue 'read;
                 }
+                Ok((_, used)) if used > max => {
+                    info!(%peer, max, "TCP message larger than sip.max_message_bytes; closing connection");
+                    break 'read;
+                }
                 Ok((message, used)) => {
                     buf.extend_from_slice(&data[used..]);
                     endpoint.on_message(Ok(message), flow.clone());
@@ -262,9 +276,6 @@ async fn serve_connection(
                     endpoint.on_message(Err(error), flow.clone());
                     break 'read;
                 }
-            }
-            if buf.is_empty() {
-                continue 'read;
             }
         }
     }

@@ -335,6 +335,31 @@ pub fn options_request(
     )
 }
 
+/// An OPTIONS request like [`options_request`] with the Via transport (`UDP`, `TCP`) and extra
+/// header lines (each ending in CRLF) chosen by the caller.
+pub fn options_request_with(
+    local: SocketAddr,
+    remote: SocketAddr,
+    transport: &str,
+    call_id: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "OPTIONS sip:490@{remote} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};rport;branch={branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@{local}>;tag={tag}\r\n\
+         To: <sip:490@{remote}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Contact: <sip:probe@{local}>\r\n\
+         {extra}\
+         Content-Length: 0\r\n\r\n",
+        branch = branch(),
+        tag = token(),
+    )
+}
+
 /// The caller side of one call made by hand: INVITE, ACK, BYE, CANCEL with consistent
 /// Call-ID, tags, branches and CSeq numbers.
 pub struct CallLeg {
@@ -359,6 +384,22 @@ t=0 0\r\n\
 m=audio 49170 RTP/AVP 0 8\r\n\
 a=rtpmap:0 PCMU/8000\r\n\
 a=rtpmap:8 PCMA/8000\r\n";
+
+/// An SDP offer like [`OFFER_SDP`] with an origin version and a direction attribute
+/// (`sendrecv`, `sendonly`, `recvonly`, `inactive`).
+pub fn sdp_offer(version: u32, direction: &str) -> String {
+    format!(
+        "v=0\r\n\
+         o=test 1 {version} IN IP4 127.0.0.1\r\n\
+         s=-\r\n\
+         c=IN IP4 127.0.0.1\r\n\
+         t=0 0\r\n\
+         m=audio 49170 RTP/AVP 0 8\r\n\
+         a=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:8 PCMA/8000\r\n\
+         a={direction}\r\n"
+    )
+}
 
 impl CallLeg {
     pub fn new(client: &SipClient, user: &str) -> CallLeg {
@@ -458,6 +499,60 @@ impl CallLeg {
             self.common("BYE", &branch(), cseq)
         )
     }
+
+    /// Takes the next CSeq number for an in-dialog request.
+    pub fn take_cseq(&mut self) -> u32 {
+        let cseq = self.next_cseq;
+        self.next_cseq += 1;
+        cseq
+    }
+
+    /// Any request of this leg with an exact branch and CSeq number: `extra` are further header
+    /// lines (each ending in CRLF), `body` is `(Content-Type, body)`.
+    pub fn request_with(
+        &self,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        extra: &str,
+        body: Option<(&str, &str)>,
+    ) -> String {
+        let mut out = self.common(method, branch, cseq);
+        out.push_str(extra);
+        match body {
+            Some((content_type, body)) => out.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+            None => out.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        out
+    }
+
+    /// An in-dialog request with the next CSeq and a new branch; returns it and its CSeq.
+    pub fn in_dialog(
+        &mut self,
+        method: &str,
+        extra: &str,
+        body: Option<(&str, &str)>,
+    ) -> (String, u32) {
+        let cseq = self.take_cseq();
+        (
+            self.request_with(method, &branch(), cseq, extra, body),
+            cseq,
+        )
+    }
+
+    /// The initial INVITE (its branch and CSeq) with extra header lines and any body (or none).
+    pub fn invite_with(&self, extra: &str, body: Option<(&str, &str)>) -> String {
+        self.request_with("INVITE", &self.invite_branch, self.invite_cseq, extra, body)
+    }
+
+    /// ACK for the 2xx of the INVITE or re-INVITE with CSeq number `cseq` (new branch), with an
+    /// optional body (the SDP answer to an offer in the 2xx).
+    pub fn ack_2xx_for(&self, cseq: u32, body: Option<(&str, &str)>) -> String {
+        self.request_with("ACK", &branch(), cseq, "", body)
+    }
 }
 
 /// A response to a request we received (e.g. `200` to the engine's BYE): copies Via, From,
@@ -540,6 +635,100 @@ pub fn tcp_exchange(
         messages,
         closed_by_peer,
         trailing: buffer,
+    }
+}
+
+/// One TCP connection to the engine kept open across several writes and reads (for framing
+/// tests: split writes, pipelined messages, keep-alives, oversized messages).
+pub struct TcpConn {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The engine closed (or reset) the connection.
+    pub closed: bool,
+}
+
+impl TcpConn {
+    pub fn connect(remote: SocketAddr) -> TcpConn {
+        let stream = TcpStream::connect_timeout(&remote, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("TCP connect to {remote}: {e}"));
+        stream.set_nodelay(true).ok();
+        let local = stream.local_addr().expect("local address");
+        TcpConn {
+            stream,
+            buffer: Vec::new(),
+            local,
+            remote,
+            closed: false,
+        }
+    }
+
+    /// Writes all bytes at once; an error means the engine closed the connection.
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Writes `bytes` in pieces of `chunk` bytes with `pause` between them.
+    pub fn write_slowly(
+        &mut self,
+        bytes: &[u8],
+        chunk: usize,
+        pause: Duration,
+    ) -> std::io::Result<()> {
+        for piece in bytes.chunks(chunk.max(1)) {
+            self.stream.write_all(piece)?;
+            self.stream.flush()?;
+            std::thread::sleep(pause);
+        }
+        Ok(())
+    }
+
+    /// Reads complete messages for up to `window`, returning early once `count` messages have
+    /// arrived or the engine closed the connection.
+    pub fn read_messages(&mut self, window: Duration, count: usize) -> Vec<SipMessage> {
+        let deadline = Instant::now() + window;
+        let mut messages = Vec::new();
+        let mut chunk = vec![0u8; 65_536];
+        loop {
+            while let Some(len) = stream_frame_len(&self.buffer) {
+                let frame: Vec<u8> = self.buffer.drain(..len).collect();
+                messages.push(SipMessage::new(frame, Instant::now()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if messages.len() >= count || left.is_zero() || self.closed {
+                return messages;
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("read timeout");
+            match self.stream.read(&mut chunk) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return messages;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the engine to close the connection (read returns 0 or an
+    /// error); returns whether it did, and every message read meanwhile.
+    pub fn wait_closed(&mut self, timeout: Duration) -> (bool, Vec<SipMessage>) {
+        let deadline = Instant::now() + timeout;
+        let mut messages = Vec::new();
+        while !self.closed && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            messages.extend(self.read_messages(left, usize::MAX));
+        }
+        (self.closed, messages)
+    }
+
+    /// Bytes received that did not (yet) form a complete message.
+    pub fn trailing(&self) -> &[u8] {
+        &self.buffer
     }
 }
 
