@@ -25,4 +25,3 @@ cargo clippy --all-targets -- -D warnings
 # Debug build: the tests run at 20 calls/s, far below what even a debug engine handles, and a
 # debug build compiles much faster than --release on 2 cores.
 cargo test --all-targets
-cargo test --doc
