@@ -1,0 +1,387 @@
+//! One call's media: a task that owns the call's RTP socket, sends 20 ms G.711 frames on the
+//! pacer's schedule (prompts, music on hold, or silence — never nothing), and turns the
+//! caller's key presses (RFC 4733 telephone-events or in-band tones) into events.
+//!
+//! It is separate from the call's signalling task so a burst of SIP work never delays a frame,
+//! and the call's logic (menu, routing) never waits on a socket. Both talk through small
+//! bounded channels.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug};
+
+use super::dtmf::{DtmfDetector, TelephoneEventReceiver};
+use super::g711;
+use super::pacer::RtpSender;
+use super::prompts::{Law, Playback, Prompt};
+use super::rtp_ports::RtpPort;
+
+/// What the call asks of its media.
+#[derive(Debug)]
+pub enum MediaCommand {
+    /// Play these prompts in order, replacing whatever plays.
+    Play(Vec<Prompt>),
+    /// Play this prompt over and over (music on hold) until told otherwise.
+    Loop(Prompt),
+    /// Stop at once (barge-in); silence follows.
+    Stop,
+    /// Send to this address until the caller's own packets show where they come from.
+    Remote(SocketAddr),
+}
+
+/// Where a key press came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtmfSource {
+    Rfc4733,
+    InBand,
+    SipInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    Digit(char, DtmfSource),
+    /// Every prompt of the last `Play` was sent.
+    PlaybackFinished,
+    /// No RTP from the caller for the configured time.
+    RtpTimeout,
+}
+
+/// Shared counters of all media tasks (for the benchmark and metrics).
+#[derive(Debug, Default)]
+pub struct MediaStats {
+    pub packets_sent: AtomicU64,
+    /// Packets sent more than 10 ms after their due time.
+    pub packets_late: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub frames_skipped: AtomicU64,
+}
+
+pub struct MediaConfig {
+    pub law: Law,
+    /// Negotiated RFC 4733 payload type, if any.
+    pub telephone_event: Option<u8>,
+    /// Where to send before the caller's first packet arrives (from their SDP).
+    pub remote: Option<SocketAddr>,
+    pub rtp_timeout: Duration,
+    /// Listen for DTMF tones in the audio too (for gateways that send keys as sound).
+    pub inband_dtmf: bool,
+}
+
+/// The call's side of its media task.
+pub struct MediaHandle {
+    commands: mpsc::Sender<MediaCommand>,
+    pub events: mpsc::Receiver<MediaEvent>,
+}
+
+impl MediaHandle {
+    /// Never waits: a full command queue means the call is issuing commands faster than it can
+    /// matter (the newest state wins anyway at the next command).
+    pub fn command(&self, command: MediaCommand) {
+        let _ = self.commands.try_send(command);
+    }
+}
+
+const COMMAND_QUEUE: usize = 16;
+const EVENT_QUEUE: usize = 32;
+
+/// Starts the media task; it ends when the handle is dropped, returning the port to the pool.
+pub fn spawn(port: RtpPort, config: MediaConfig, stats: Arc<MediaStats>) -> MediaHandle {
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
+    let span = tracing::Span::current();
+    tokio::spawn(run(port, config, stats, command_rx, event_tx).instrument(span));
+    MediaHandle {
+        commands: command_tx,
+        events: event_rx,
+    }
+}
+
+/// What is being sent.
+struct Player {
+    law: Law,
+    current: Option<Playback>,
+    queue: VecDeque<Prompt>,
+    looping: Option<Prompt>,
+    /// A `Play` is in progress (so its end must be reported once).
+    reporting: bool,
+}
+
+impl Player {
+    /// The next frame to send, and whether a `Play` just finished.
+    fn next_frame(&mut self, out: &mut [u8; 160]) -> bool {
+        loop {
+            if let Some(playback) = self.current.as_mut() {
+                if let Some(frame) = playback.next_frame() {
+                    out.copy_from_slice(frame);
+                    return false;
+                }
+                self.current = None;
+            }
+            if let Some(next) = self.queue.pop_front() {
+                self.current = Some(next.playback(self.law));
+                continue;
+            }
+            if let Some(music) = &self.looping {
+                let playback = music.playback(self.law);
+                if playback.is_finished() {
+                    // An empty loop prompt must not spin.
+                    self.looping = None;
+                } else {
+                    self.current = Some(playback);
+                    continue;
+                }
+            }
+            out.copy_from_slice(self.law.silence_frame());
+            if self.reporting {
+                self.reporting = false;
+                return true;
+            }
+            return false;
+        }
+    }
+}
+
+async fn run(
+    port: RtpPort,
+    config: MediaConfig,
+    stats: Arc<MediaStats>,
+    mut commands: mpsc::Receiver<MediaCommand>,
+    events: mpsc::Sender<MediaEvent>,
+) {
+    let law = config.law;
+    let socket = &port.socket;
+    let mut remote = config.remote;
+    let mut latched = false;
+    let mut sender = RtpSender::new(law.payload_type(), Instant::now());
+    let mut player = Player {
+        law,
+        current: None,
+        queue: VecDeque::new(),
+        looping: None,
+        reporting: false,
+    };
+    let mut telephone_events = TelephoneEventReceiver::new();
+    let mut tones = config.inband_dtmf.then(DtmfDetector::new);
+    let mut pcm: Vec<i16> = Vec::with_capacity(160);
+    let mut frame = [0u8; 160];
+    let mut receive = vec![0u8; 2048];
+    let mut last_heard = Instant::now();
+    let mut timeout_reported = false;
+    let late_limit = Duration::from_millis(10);
+
+    loop {
+        let due = tokio::time::Instant::from_std(sender.next_due());
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(due) => {
+                let now = Instant::now();
+                let finished = player.next_frame(&mut frame);
+                let packet = sender.packet(now, &frame);
+                if packet.late_by > late_limit {
+                    stats.packets_late.fetch_add(1, Ordering::Relaxed);
+                }
+                stats.frames_skipped.fetch_add(packet.skipped, Ordering::Relaxed);
+                if let Some(to) = remote {
+                    // A full socket buffer drops this frame; the next one is 20 ms away.
+                    let _ = socket.try_send_to(packet.bytes, to);
+                    stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                if finished {
+                    let _ = events.try_send(MediaEvent::PlaybackFinished);
+                }
+                if !timeout_reported && now.duration_since(last_heard) > config.rtp_timeout {
+                    timeout_reported = true;
+                    let _ = events.try_send(MediaEvent::RtpTimeout);
+                }
+            }
+            received = socket.recv_from(&mut receive) => {
+                let Ok((n, from)) = received else { continue };
+                let now = Instant::now();
+                let Ok(rtp) = rtp_rs::RtpReader::new(&receive[..n]) else {
+                    continue; // not RTP (e.g. STUN or junk): ignore
+                };
+                stats.packets_received.fetch_add(1, Ordering::Relaxed);
+                last_heard = now;
+                timeout_reported = false;
+                // Symmetric RTP: answer where the caller's packets come from (NAT).
+                if remote != Some(from) {
+                    if !latched {
+                        debug!(%from, "RTP source latched");
+                    }
+                    remote = Some(from);
+                }
+                latched = true;
+                let pt = rtp.payload_type();
+                if Some(pt) == config.telephone_event {
+                    if let Ok(keys) = telephone_events.receive(rtp.timestamp(), rtp.mark(), rtp.payload(), now) {
+                        for key in keys {
+                            let _ = events.try_send(MediaEvent::Digit(key, DtmfSource::Rfc4733));
+                        }
+                    }
+                } else if pt == law.payload_type()
+                    && let Some(detector) = tones.as_mut()
+                {
+                    pcm.clear();
+                    match law {
+                        Law::Ulaw => g711::decode_ulaw(rtp.payload(), &mut pcm),
+                        Law::Alaw => g711::decode_alaw(rtp.payload(), &mut pcm),
+                    }
+                    for key in detector.process(&pcm) {
+                        let _ = events.try_send(MediaEvent::Digit(key, DtmfSource::InBand));
+                    }
+                }
+            }
+            command = commands.recv() => match command {
+                Some(MediaCommand::Play(prompts)) => {
+                    player.current = None;
+                    player.looping = None;
+                    player.queue = prompts.into();
+                    player.reporting = true;
+                }
+                Some(MediaCommand::Loop(prompt)) => {
+                    player.current = None;
+                    player.queue.clear();
+                    player.looping = Some(prompt);
+                    player.reporting = false;
+                }
+                Some(MediaCommand::Stop) => {
+                    player.current = None;
+                    player.queue.clear();
+                    player.looping = None;
+                    player.reporting = false;
+                }
+                Some(MediaCommand::Remote(addr)) => {
+                    if !latched {
+                        remote = Some(addr);
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    drop(port);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtp_ports::RtpPortPool;
+
+    fn prompt(len_frames: usize, value: i16) -> Prompt {
+        Prompt::from_pcm("test", vec![value; len_frames * 160])
+    }
+
+    #[test]
+    fn the_player_plays_in_order_then_reports_once_then_sends_silence() {
+        let mut player = Player {
+            law: Law::Ulaw,
+            current: None,
+            queue: VecDeque::from(vec![prompt(2, 1000), prompt(1, -1000)]),
+            looping: None,
+            reporting: true,
+        };
+        let mut frame = [0u8; 160];
+        let mut finished = Vec::new();
+        let mut frames = Vec::new();
+        for _ in 0..5 {
+            finished.push(player.next_frame(&mut frame));
+            frames.push(frame[0]);
+        }
+        assert_eq!(finished, vec![false, false, false, true, false]);
+        let silence = Law::Ulaw.silence_frame()[0];
+        assert_ne!(frames[0], silence);
+        assert_ne!(frames[2], frames[0], "second prompt follows the first");
+        assert_eq!(frames[3], silence);
+        assert_eq!(frames[4], silence);
+    }
+
+    #[test]
+    fn music_on_hold_loops() {
+        let mut player = Player {
+            law: Law::Alaw,
+            current: None,
+            queue: VecDeque::new(),
+            looping: Some(prompt(2, 3000)),
+            reporting: false,
+        };
+        let mut frame = [0u8; 160];
+        for _ in 0..7 {
+            assert!(!player.next_frame(&mut frame));
+            assert_ne!(frame[0], Law::Alaw.silence_frame()[0]);
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_sent_as_telephone_events_come_out_once() {
+        let pool = RtpPortPool::new("127.0.0.1".parse().expect("ip"), 41000, 41100);
+        let port = pool.allocate().expect("port");
+        let engine_port = port.port;
+        let stats = Arc::new(MediaStats::default());
+        let mut media = spawn(
+            port,
+            MediaConfig {
+                law: Law::Ulaw,
+                telephone_event: Some(101),
+                remote: None,
+                rtp_timeout: Duration::from_secs(30),
+                inband_dtmf: false,
+            },
+            stats.clone(),
+        );
+        let caller = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        // Key 5: start (marker), update, end ×3 — one press.
+        let packets: [(bool, u16, bool); 5] = [
+            (true, 160, false),
+            (false, 320, false),
+            (false, 480, true),
+            (false, 480, true),
+            (false, 480, true),
+        ];
+        for (seq, (marker, duration, end)) in packets.into_iter().enumerate() {
+            let payload = [
+                5u8,
+                if end { 0x80 | 10 } else { 10 },
+                (duration >> 8) as u8,
+                duration as u8,
+            ];
+            let mut buf = [0u8; 64];
+            let len = rtp_rs::RtpPacketBuilder::new()
+                .payload_type(101)
+                .ssrc(7)
+                .sequence(rtp_rs::Seq::from(seq as u16))
+                .timestamp(8000)
+                .marked(marker)
+                .payload(&payload)
+                .build_into(&mut buf)
+                .expect("packet");
+            caller
+                .send_to(&buf[..len], ("127.0.0.1", engine_port))
+                .await
+                .expect("send");
+        }
+        let event = tokio::time::timeout(Duration::from_secs(2), media.events.recv())
+            .await
+            .expect("an event");
+        assert_eq!(event, Some(MediaEvent::Digit('5', DtmfSource::Rfc4733)));
+        // The media answers to where the caller's packets came from (symmetric RTP).
+        let mut buf = [0u8; 512];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), caller.recv_from(&mut buf))
+            .await
+            .expect("RTP back")
+            .expect("recv");
+        assert_eq!(n, 172);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), media.events.recv())
+                .await
+                .is_err(),
+            "no second digit from the retransmitted end packets"
+        );
+    }
+}
