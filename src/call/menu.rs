@@ -1,153 +1,94 @@
-//! The voice menu of one call as a pure state machine: it decides what to play and when a key
-//! press, a timeout or the end of a prompt settles the caller's choice. Time is an argument;
-//! the call task does the playing and the waiting.
+//! Prompt-and-collect for one menu step, as a pure state machine: the rules decide *what* the
+//! menu plays and what a key means (`rules::RuleSet::evaluate` with the keys so far); this
+//! decides *when* the caller's answer is complete. Time is an argument; the call task plays
+//! and waits.
 //!
-//! The caller never hears silence without a reason: after every prompt the menu waits at most
-//! `timeout`, and after `max_attempts` invalid or missing answers it settles on the fallback
-//! (the general queue in Jena's rules) instead of hanging up.
+//! A key stops the prompt at once (barge-in). After the prompts end, the caller has `timeout`
+//! to press a key; then the step ends with "no input" and the rules decide again (retry prompt
+//! or the fallback route) — so the caller never waits in silence without a reason.
 
 use std::time::{Duration, Instant};
 
-/// One menu, as the rules define it. `T` is what a key leads to (a topic, a submenu …).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MenuSpec<T> {
-    /// Played once, before the first `prompts` (e.g. the greeting); keys barge in here too.
-    pub intro: Vec<String>,
-    /// The menu itself, played on every attempt.
-    pub prompts: Vec<String>,
-    pub options: Vec<(char, T)>,
-    /// How long we wait for a key after the prompts end.
-    pub timeout: Duration,
-    /// Attempts before the fallback is taken (at least 1).
-    pub max_attempts: u32,
-    /// Played before the menu again after an invalid key.
-    pub invalid_prompt: Option<String>,
-    /// Played before the menu again after no key.
-    pub no_input_prompt: Option<String>,
-    pub fallback: T,
-}
-
-/// What the call must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MenuAction<T> {
-    /// Play these prompts in order (replacing whatever plays).
-    Play(Vec<String>),
-    /// Stop the current prompt at once (barge-in).
-    StopPlayback,
-    /// The menu is settled.
-    Done(T, Outcome),
-}
-
-/// How the menu was settled (for events and logs).
+/// How one menu step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Chosen(char),
-    /// Too many invalid keys.
-    InvalidInput,
-    /// Too many timeouts without a key.
+pub enum Answer {
+    Key(char),
     NoInput,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Playing { attempt: u32 },
-    Waiting { attempt: u32, until: Instant },
+    Playing,
+    Waiting { until: Instant },
     Done,
 }
 
-pub struct MenuRun<T> {
-    spec: MenuSpec<T>,
+#[derive(Debug, Clone)]
+pub struct Collect {
+    timeout: Duration,
     state: State,
-    invalid: u32,
-    silent: u32,
 }
 
-impl<T: Clone> MenuRun<T> {
-    /// Starts the menu: the intro and the menu prompts.
-    pub fn start(spec: MenuSpec<T>) -> (MenuRun<T>, Vec<MenuAction<T>>) {
-        let mut first = spec.intro.clone();
-        first.extend(spec.prompts.iter().cloned());
-        let run = MenuRun {
-            spec,
-            state: State::Playing { attempt: 1 },
-            invalid: 0,
-            silent: 0,
-        };
-        (run, vec![MenuAction::Play(first)])
+/// What the call must do after a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyResult {
+    /// The prompt was still playing: stop it now.
+    pub barge_in: bool,
+    pub answer: Answer,
+}
+
+impl Collect {
+    /// A step whose prompts have just started playing.
+    pub fn start(timeout: Duration) -> Collect {
+        Collect {
+            timeout,
+            state: State::Playing,
+        }
     }
 
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
-    /// When `on_timeout` must be called.
+    /// When `on_timeout` must be called (None while prompts play).
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Waiting { until, .. } => Some(until),
-            State::Playing { .. } | State::Done => None,
+            State::Waiting { until } => Some(until),
+            State::Playing | State::Done => None,
         }
     }
 
-    /// All queued prompts have been played.
-    pub fn on_prompts_finished(&mut self, now: Instant) -> Vec<MenuAction<T>> {
-        if let State::Playing { attempt } = self.state {
+    pub fn on_prompts_finished(&mut self, now: Instant) {
+        if self.state == State::Playing {
             self.state = State::Waiting {
-                attempt,
-                until: now + self.spec.timeout,
+                until: now + self.timeout,
             };
         }
-        Vec::new()
     }
 
-    /// A key from any DTMF source.
-    pub fn on_digit(&mut self, digit: char) -> Vec<MenuAction<T>> {
-        let attempt = match self.state {
-            State::Playing { attempt } | State::Waiting { attempt, .. } => attempt,
-            State::Done => return Vec::new(),
+    /// A key from any DTMF source; None once the step is over.
+    pub fn on_key(&mut self, key: char) -> Option<KeyResult> {
+        let barge_in = match self.state {
+            State::Playing => true,
+            State::Waiting { .. } => false,
+            State::Done => return None,
         };
-        let barge_in = matches!(self.state, State::Playing { .. });
-        let mut actions = Vec::new();
-        if barge_in {
-            actions.push(MenuAction::StopPlayback);
-        }
-        if let Some((_, target)) = self.spec.options.iter().find(|(key, _)| *key == digit) {
-            self.state = State::Done;
-            actions.push(MenuAction::Done(target.clone(), Outcome::Chosen(digit)));
-            return actions;
-        }
-        self.invalid += 1;
-        actions.extend(self.retry(attempt, self.spec.invalid_prompt.clone()));
-        actions
+        self.state = State::Done;
+        Some(KeyResult {
+            barge_in,
+            answer: Answer::Key(key),
+        })
     }
 
     /// Call at or after `next_deadline`.
-    pub fn on_timeout(&mut self, now: Instant) -> Vec<MenuAction<T>> {
+    pub fn on_timeout(&mut self, now: Instant) -> Option<Answer> {
         match self.state {
-            State::Waiting { attempt, until } if now >= until => {
-                self.silent += 1;
-                self.retry(attempt, self.spec.no_input_prompt.clone())
+            State::Waiting { until } if now >= until => {
+                self.state = State::Done;
+                Some(Answer::NoInput)
             }
-            _ => Vec::new(),
+            _ => None,
         }
-    }
-
-    fn retry(&mut self, attempt: u32, notice: Option<String>) -> Vec<MenuAction<T>> {
-        if attempt >= self.spec.max_attempts.max(1) {
-            self.state = State::Done;
-            // The outcome names what happened most: invalid keys or silence.
-            let outcome = if self.invalid >= self.silent {
-                Outcome::InvalidInput
-            } else {
-                Outcome::NoInput
-            };
-            return vec![MenuAction::Done(self.spec.fallback.clone(), outcome)];
-        }
-        self.state = State::Playing {
-            attempt: attempt + 1,
-        };
-        let mut prompts: Vec<String> = notice.into_iter().collect();
-        prompts.extend(self.spec.prompts.iter().cloned());
-        vec![MenuAction::Play(prompts)]
     }
 }
 
@@ -155,103 +96,45 @@ impl<T: Clone> MenuRun<T> {
 mod tests {
     use super::*;
 
-    fn spec() -> MenuSpec<&'static str> {
-        MenuSpec {
-            intro: vec!["greeting".into()],
-            prompts: vec!["menu".into()],
-            options: vec![
-                ('1', "buergerservice"),
-                ('4', "fundbuero"),
-                ('0', "general"),
-            ],
-            timeout: Duration::from_secs(5),
-            max_attempts: 3,
-            invalid_prompt: Some("invalid".into()),
-            no_input_prompt: Some("no_input".into()),
-            fallback: "general",
-        }
-    }
-
-    fn play(names: &[&str]) -> MenuAction<&'static str> {
-        MenuAction::Play(names.iter().map(|s| s.to_string()).collect())
-    }
-
     #[test]
-    fn a_key_during_the_greeting_barges_in_and_chooses() {
-        let (mut menu, start) = MenuRun::start(spec());
-        assert_eq!(start, vec![play(&["greeting", "menu"])]);
+    fn a_key_while_playing_barges_in() {
+        let mut step = Collect::start(Duration::from_secs(5));
+        assert_eq!(step.next_deadline(), None, "no timeout while the prompt plays");
         assert_eq!(
-            menu.on_digit('4'),
-            vec![
-                MenuAction::StopPlayback,
-                MenuAction::Done("fundbuero", Outcome::Chosen('4'))
-            ]
+            step.on_key('4'),
+            Some(KeyResult {
+                barge_in: true,
+                answer: Answer::Key('4')
+            })
         );
-        assert!(menu.is_done());
-        assert!(
-            menu.on_digit('1').is_empty(),
-            "keys after the decision are ignored"
-        );
+        assert!(step.is_done());
+        assert_eq!(step.on_key('1'), None, "one answer per step");
     }
 
     #[test]
-    fn invalid_keys_retry_then_fall_back() {
+    fn silence_after_the_prompt_ends_the_step_at_the_timeout() {
         let t0 = Instant::now();
-        let (mut menu, _) = MenuRun::start(spec());
-        menu.on_prompts_finished(t0);
-        assert_eq!(menu.on_digit('7'), vec![play(&["invalid", "menu"])]);
-        assert_eq!(
-            menu.on_digit('8'),
-            vec![MenuAction::StopPlayback, play(&["invalid", "menu"])]
-        );
-        menu.on_prompts_finished(t0);
-        assert_eq!(
-            menu.on_digit('9'),
-            vec![MenuAction::Done("general", Outcome::InvalidInput)]
-        );
-    }
-
-    #[test]
-    fn silence_retries_after_the_timeout_then_falls_back() {
-        let t0 = Instant::now();
-        let (mut menu, _) = MenuRun::start(spec());
-        assert_eq!(
-            menu.next_deadline(),
-            None,
-            "no timeout while a prompt plays"
-        );
-        menu.on_prompts_finished(t0);
+        let mut step = Collect::start(Duration::from_secs(5));
+        step.on_prompts_finished(t0);
         let deadline = t0 + Duration::from_secs(5);
-        assert_eq!(menu.next_deadline(), Some(deadline));
-        assert!(
-            menu.on_timeout(deadline - Duration::from_millis(1))
-                .is_empty()
-        );
-        assert_eq!(menu.on_timeout(deadline), vec![play(&["no_input", "menu"])]);
-        for attempt in 2..=3 {
-            let t = t0 + Duration::from_secs(10 * attempt);
-            menu.on_prompts_finished(t);
-            let actions = menu.on_timeout(t + Duration::from_secs(5));
-            if attempt < 3 {
-                assert_eq!(actions, vec![play(&["no_input", "menu"])]);
-            } else {
-                assert_eq!(actions, vec![MenuAction::Done("general", Outcome::NoInput)]);
-            }
-        }
-        assert!(menu.is_done());
-        assert_eq!(menu.next_deadline(), None);
+        assert_eq!(step.next_deadline(), Some(deadline));
+        assert_eq!(step.on_timeout(deadline - Duration::from_millis(1)), None);
+        assert_eq!(step.on_timeout(deadline), Some(Answer::NoInput));
+        assert_eq!(step.next_deadline(), None);
+        assert_eq!(step.on_timeout(deadline), None);
     }
 
     #[test]
-    fn a_valid_key_after_a_wrong_one_still_counts() {
+    fn a_key_while_waiting_is_no_barge_in() {
         let t0 = Instant::now();
-        let (mut menu, _) = MenuRun::start(spec());
-        menu.on_prompts_finished(t0);
-        menu.on_digit('5');
-        menu.on_prompts_finished(t0);
+        let mut step = Collect::start(Duration::from_secs(5));
+        step.on_prompts_finished(t0);
         assert_eq!(
-            menu.on_digit('1'),
-            vec![MenuAction::Done("buergerservice", Outcome::Chosen('1'))]
+            step.on_key('0'),
+            Some(KeyResult {
+                barge_in: false,
+                answer: Answer::Key('0')
+            })
         );
     }
 }
