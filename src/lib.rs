@@ -10,6 +10,8 @@
 //! - [`call`] — one task per call: the caller leg as a B2BUA user-agent server (answer, CANCEL,
 //!   re-INVITE, session timers, BYE from either side, 2xx retransmission until ACK).
 //! - [`media`] — SDP answers and the RTP port pool (prompts, DTMF and the relay come later).
+//! - [`rules`] — the routing rules admins edit (`routing-rules/*.toml`): loading with
+//!   compiler-style errors, calendars and holidays, pure evaluation of facts + time → decision.
 //! - [`config`] — one [`config::Settings`] from embedded defaults, a TOML file and
 //!   `ZENTRALE_*` environment variables.
 //! - [`reload`] — hot reload of the routing rules (file watch, SIGHUP, API) with atomic swap.
@@ -23,6 +25,7 @@ pub mod config;
 pub mod logging;
 pub mod media;
 pub mod reload;
+pub mod rules;
 pub mod server;
 pub mod shutdown;
 pub mod sip;

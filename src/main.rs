@@ -1,4 +1,5 @@
-//! The `zentrale` command line: `serve` runs the engine, `config` shows the effective settings.
+//! The `zentrale` command line: `serve` runs the engine, `config` shows the effective settings,
+//! `rules check` / `rules explain` validate the routing rules and explain a decision.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use zentrale::config::{LogFormat, Settings};
+use zentrale::rules::{self, Severity};
 
 /// Exit code for a configuration (or logging set-up) error.
 const EXIT_CONFIG: u8 = 2;
@@ -46,7 +48,7 @@ struct Cli {
     command: Command,
 }
 
-/// One variant per subcommand; `rules check`, `rules explain` and `report` join here later.
+/// One variant per subcommand; `report` joins here later.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the engine until SIGTERM or Ctrl-C, then drain running calls and exit.
@@ -54,6 +56,62 @@ enum Command {
     /// Validate the settings and print the effective ones (defaults + file + environment) as
     /// TOML.
     Config(ConfigArgs),
+    /// Check the routing rules, or explain where a call would go.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Validate a rules folder like a compiler: every error and warning with file:line:column
+    /// and a hint. Exit code 0 when the rules are valid (warnings allowed), 1 when not.
+    Check(RulesCheckArgs),
+    /// Show where a call with these facts would go at this time, and which rules led there.
+    /// Exit code 0, 1 when the rules are invalid, 2 for bad arguments.
+    Explain(RulesExplainArgs),
+}
+
+#[derive(Debug, Args)]
+struct RulesCheckArgs {
+    /// The rules folder.
+    #[arg(value_name = "DIR", default_value = "routing-rules")]
+    dir: PathBuf,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example: zentrale rules explain --to 490 --from +4936411234 --keys 4 --at 2026-12-24T10:00
+
+--at is local time in Europe/Berlin unless it has an offset (Z, +01:00). A local time skipped \
+when clocks go forward is the moment the clocks jump past it (02:30 -> 03:00 CEST); one that \
+happens twice when clocks go back is the first (summer time). Both add a note.")]
+struct RulesExplainArgs {
+    /// The dialled number.
+    #[arg(long, value_name = "NUMBER")]
+    to: String,
+    /// The caller's number (withheld when left out).
+    #[arg(long, value_name = "NUMBER")]
+    from: Option<String>,
+    /// Keys pressed in the menus so far, in order: 0-9, *, #, and t for "no key before the
+    /// timeout" (e.g. 4, 41, tt4).
+    #[arg(long, value_name = "KEYS", default_value = "")]
+    keys: String,
+    /// When the call happens: YYYY-MM-DDTHH:MM (Europe/Berlin) or with an offset; default now.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// A queue's live state, e.g. fundbuero:agents=0 or allgemein:agents=3,waiting=30,wait=400
+    /// (repeatable; queues not given count as staffed and empty).
+    #[arg(long = "queue", value_name = "ID:STATE")]
+    queues: Vec<String>,
+    /// The rules folder.
+    #[arg(long, value_name = "DIR", default_value = "routing-rules")]
+    dir: PathBuf,
+    /// Print the explanation as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +162,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Config(args) => config(args),
+        Command::Rules(RulesCommand::Check(args)) => rules_check(args),
+        Command::Rules(RulesCommand::Explain(args)) => rules_explain(args),
     }
 }
 
@@ -179,6 +239,166 @@ fn config(args: ConfigArgs) -> ExitCode {
     }
 }
 
+/// Exit code for rules that do not validate (`rules check`, `rules explain`).
+const EXIT_RULES_INVALID: u8 = 1;
+/// Exit code for bad command-line values (as clap uses for usage errors).
+const EXIT_USAGE: u8 = 2;
+
+fn rules_check(args: RulesCheckArgs) -> ExitCode {
+    let result = rules::load_dir(&args.dir);
+    let (diagnostics, version) = match &result {
+        Ok(rules) => (rules.warnings.as_slice(), Some(&rules.version)),
+        Err(diagnostics) => (diagnostics.as_slice(), None),
+    };
+    let count = |severity| {
+        diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count()
+    };
+    let (errors, warnings, notes) = (
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Note),
+    );
+    if args.json {
+        let report = serde_json::json!({
+            "dir": args.dir.display().to_string(),
+            "valid": version.is_some(),
+            "version": version,
+            "errors": errors,
+            "warnings": warnings,
+            "notes": notes,
+            "diagnostics": diagnostics,
+        });
+        println!("{report:#}");
+    } else {
+        for diagnostic in diagnostics {
+            println!("{diagnostic}");
+        }
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        let tally = format!(
+            "{}, {}, {}",
+            plural(errors, "error"),
+            plural(warnings, "warning"),
+            plural(notes, "note")
+        );
+        match version {
+            Some(version) => println!(
+                "{}: rules valid ({tally}), version {}, {} files",
+                args.dir.display(),
+                version.hash,
+                version.files
+            ),
+            None => println!("{}: rules invalid ({tally})", args.dir.display()),
+        }
+    }
+    if version.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_RULES_INVALID)
+    }
+}
+
+fn rules_explain(args: RulesExplainArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let at = match &args.at {
+        Some(text) => match rules::explain::parse_at(text) {
+            Ok(at) => at,
+            Err(e) => return usage(format!("--at: {e}")),
+        },
+        None => rules::explain::At {
+            instant: chrono::Utc::now(),
+            note: None,
+        },
+    };
+    let inputs = match rules::MenuInput::parse_all(&args.keys) {
+        Ok(inputs) => inputs,
+        Err(e) => return usage(format!("--keys: {e}")),
+    };
+    let mut queues = std::collections::BTreeMap::new();
+    for text in &args.queues {
+        match parse_queue_state(text) {
+            Ok((id, state)) => {
+                queues.insert(id, state);
+            }
+            Err(e) => return usage(format!("--queue {text}: {e}")),
+        }
+    }
+    let rules = match rules::load_dir(&args.dir) {
+        Ok(rules) => rules,
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            eprintln!(
+                "error: the rules in {} are invalid; `zentrale rules check {}` lists the errors",
+                args.dir.display(),
+                args.dir.display()
+            );
+            return ExitCode::from(EXIT_RULES_INVALID);
+        }
+    };
+    for id in queues.keys() {
+        if !rules.queues.contains_key(id) {
+            let known: Vec<&str> = rules.queues.keys().map(String::as_str).collect();
+            return usage(format!(
+                "--queue: unknown queue `{id}` (queues: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    let facts = rules::CallFacts {
+        dialled: args.to,
+        caller: args.from,
+        inputs,
+        queues,
+    };
+    let explanation = rules::explain::explain(&rules, facts, &at);
+    if args.json {
+        match serde_json::to_string_pretty(&explanation) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("error: cannot print the explanation as JSON: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        }
+    } else {
+        print!("{}", explanation.to_text());
+    }
+    ExitCode::SUCCESS
+}
+
+/// `fundbuero:agents=0,waiting=3,wait=120` → queue id and state.
+fn parse_queue_state(text: &str) -> Result<(String, rules::QueueState), String> {
+    let (id, fields) = text
+        .split_once(':')
+        .ok_or("write ID:agents=N,waiting=N,wait=SECONDS")?;
+    let mut state = rules::QueueState {
+        logged_in_agents: 1,
+        waiting_callers: 0,
+        estimated_wait_secs: None,
+    };
+    for field in fields.split(',').filter(|f| !f.is_empty()) {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("`{field}` is not key=value"))?;
+        let value: u32 = value
+            .parse()
+            .map_err(|_| format!("`{value}` is not a whole number"))?;
+        match key {
+            "agents" => state.logged_in_agents = value,
+            "waiting" => state.waiting_callers = value,
+            "wait" => state.estimated_wait_secs = Some(value),
+            other => return Err(format!("unknown field `{other}` (agents, waiting, wait)")),
+        }
+    }
+    Ok((id.to_string(), state))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +427,56 @@ mod tests {
         assert!(matches!(args.log_format, Some(LogFormatArg::Json)));
         assert!(Cli::try_parse_from(["zentrale", "serve", "--log-format", "xml"]).is_err());
         assert!(Cli::try_parse_from(["zentrale", "config", "--check", "-c", "z.toml"]).is_ok());
+    }
+
+    #[test]
+    fn rules_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "zentrale",
+            "rules",
+            "explain",
+            "--to",
+            "490",
+            "--from",
+            "+4936411234",
+            "--keys",
+            "4",
+            "--at",
+            "2026-12-24T10:00",
+            "--queue",
+            "fundbuero:agents=0",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Rules(RulesCommand::Explain(args)) = cli.command else {
+            panic!("not rules explain")
+        };
+        assert_eq!((args.to.as_str(), args.keys.as_str()), ("490", "4"));
+        assert!(args.json);
+        assert_eq!(args.dir, PathBuf::from("routing-rules"));
+        let cli = Cli::try_parse_from(["zentrale", "rules", "check"]).unwrap();
+        let Command::Rules(RulesCommand::Check(args)) = cli.command else {
+            panic!("not rules check")
+        };
+        assert_eq!(args.dir, PathBuf::from("routing-rules"));
+        assert!(Cli::try_parse_from(["zentrale", "rules", "explain"]).is_err());
+    }
+
+    #[test]
+    fn queue_state_arguments() {
+        let (id, state) = parse_queue_state("allgemein:agents=3,waiting=30,wait=400").unwrap();
+        assert_eq!(id, "allgemein");
+        assert_eq!(
+            (
+                state.logged_in_agents,
+                state.waiting_callers,
+                state.estimated_wait_secs
+            ),
+            (3, 30, Some(400))
+        );
+        assert_eq!(parse_queue_state("x:").unwrap().1.logged_in_agents, 1);
+        assert!(parse_queue_state("x").is_err());
+        assert!(parse_queue_state("x:agents=many").is_err());
+        assert!(parse_queue_state("x:moods=1").is_err());
     }
 }

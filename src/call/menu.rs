@@ -99,7 +99,11 @@ mod tests {
     #[test]
     fn a_key_while_playing_barges_in() {
         let mut step = Collect::start(Duration::from_secs(5));
-        assert_eq!(step.next_deadline(), None, "no timeout while the prompt plays");
+        assert_eq!(
+            step.next_deadline(),
+            None,
+            "no timeout while the prompt plays"
+        );
         assert_eq!(
             step.on_key('4'),
             Some(KeyResult {
