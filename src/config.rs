@@ -34,8 +34,6 @@ pub struct SipSettings {
     pub listen: SocketAddr,
     /// Which transports to serve: any of "udp", "tcp".
     pub transports: Vec<Transport>,
-    /// Dialled numbers (Request-URI user part) that the hotline answers.
-    pub numbers: Vec<String>,
     /// Largest SIP message accepted, in bytes (larger: 413 over UDP if parseable, else dropped;
     /// TCP connection closed).
     pub max_message_bytes: usize,
@@ -82,6 +80,10 @@ pub struct MediaSettings {
     pub rtp_port_min: u16,
     /// Highest RTP port.
     pub rtp_port_max: u16,
+    /// No RTP from the caller for this long ends the call, seconds.
+    pub rtp_timeout_secs: u64,
+    /// Also detect DTMF tones in the caller's audio (gateways that send keys as sound).
+    pub inband_dtmf: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -149,8 +151,8 @@ pub const ENV_PREFIX: &str = "ZENTRALE_";
 const ENV_SEPARATOR: &str = "__";
 
 /// Settings that are lists; in the environment they are comma-separated
-/// (`ZENTRALE_SIP__NUMBERS=490,03641490`, `ZENTRALE_SIP__TRANSPORTS=udp`).
-const LIST_KEYS: &[&str] = &["sip.numbers", "sip.transports"];
+/// (`ZENTRALE_SIP__TRANSPORTS=udp,tcp`).
+const LIST_KEYS: &[&str] = &["sip.transports"];
 
 /// Why the settings could not be loaded. `Display` is the message for the operator: it names the
 /// file, environment variable or key and says what is allowed.
@@ -305,15 +307,6 @@ impl Settings {
         check(
             !sip.transports.is_empty(),
             "sip.transports must not be empty (allowed: \"udp\", \"tcp\" or both)".into(),
-        );
-        check(
-            !sip.numbers.is_empty(),
-            "sip.numbers must not be empty (the dialled numbers the hotline answers, e.g. \"490\")"
-                .into(),
-        );
-        check(
-            sip.numbers.iter().all(|n| !n.trim().is_empty()),
-            "sip.numbers must not contain empty entries".into(),
         );
         check(
             (1024..=65535).contains(&sip.max_message_bytes),
@@ -615,10 +608,6 @@ fn allowed_values(key: &str) -> Option<&'static str> {
         "sip.transports" => {
             "a list of \"udp\" and/or \"tcp\" (in the environment comma-separated, e.g. udp,tcp)"
         }
-        "sip.numbers" => {
-            "a list of dialled numbers as strings, e.g. [\"490\", \"+493641490\"] (in the \
-             environment comma-separated, e.g. 490,+493641490)"
-        }
         "sip.max_message_bytes" => "a whole number of bytes from 1024 to 65535",
         "sip.max_calls" | "sip.max_tcp_connections" => "a whole number >= 1",
         "sip.t1_ms" | "sip.t2_ms" | "sip.t4_ms" | "sip.answer_delay_ms" => {
@@ -633,6 +622,7 @@ fn allowed_values(key: &str) -> Option<&'static str> {
         "sip.user_agent" => "a string",
         "media.rtp_ip" => "an IP address, e.g. 192.0.2.10",
         "media.rtp_port_min" | "media.rtp_port_max" => "a UDP port number from 1 to 65535",
+        "media.rtp_timeout_secs" => "a whole number of seconds >= 1",
         "rules.dir" | "data.dir" => "a directory path",
         "log.format" => "\"human\" or \"json\"",
         "log.level" => "a tracing filter such as \"info\" or \"info,zentrale::sip=debug\"",
@@ -701,7 +691,6 @@ mod tests {
         let s = load_env(&[]).unwrap();
         assert_eq!(s.sip.listen, "127.0.0.1:5060".parse().unwrap());
         assert_eq!(s.sip.transports, vec![Transport::Udp, Transport::Tcp]);
-        assert_eq!(s.sip.numbers, vec!["490", "+493641490", "03641490"]);
         assert_eq!(s.sip.t1_ms, 500);
         assert_eq!(s.sip.answer_delay_ms, 0);
         assert_eq!(s.log.format, LogFormat::Human);
@@ -718,11 +707,11 @@ mod tests {
     fn file_overrides_defaults() {
         let file = TempToml::new(
             "override",
-            "[sip]\nlisten = \"0.0.0.0:5070\"\nnumbers = [\"115\"]\nt1_ms = 250\n\n[log]\nformat = \"json\"\n",
+            "[sip]\nlisten = \"0.0.0.0:5070\"\ntransports = [\"udp\"]\nt1_ms = 250\n\n[log]\nformat = \"json\"\n",
         );
         let s = Settings::load_from(Some(&file.0), env(&[])).unwrap();
         assert_eq!(s.sip.listen, "0.0.0.0:5070".parse().unwrap());
-        assert_eq!(s.sip.numbers, vec!["115"]); // lists are replaced, not merged
+        assert_eq!(s.sip.transports, vec![Transport::Udp]); // lists are replaced, not merged
         assert_eq!(s.sip.t1_ms, 250);
         assert_eq!(s.sip.t2_ms, 4000); // untouched keys keep their defaults
         assert_eq!(s.log.format, LogFormat::Json);
@@ -764,19 +753,13 @@ mod tests {
     }
 
     #[test]
-    fn environment_lists_keep_numbers_as_strings() {
-        let s = load_env(&[
-            ("ZENTRALE_SIP__NUMBERS", "490, 03641490,+493641490"),
-            ("ZENTRALE_SIP__TRANSPORTS", "udp"),
-        ])
-        .unwrap();
-        assert_eq!(s.sip.numbers, vec!["490", "03641490", "+493641490"]);
+    fn environment_lists_and_strings_keep_their_text() {
+        let s = load_env(&[("ZENTRALE_SIP__TRANSPORTS", "udp")]).unwrap();
         assert_eq!(s.sip.transports, vec![Transport::Udp]);
-
-        // A single entry is still a list and still a string (no leading 0 or + lost).
-        for number in ["03641490", "+493641490", "490"] {
-            let s = load_env(&[("ZENTRALE_SIP__NUMBERS", number)]).unwrap();
-            assert_eq!(s.sip.numbers, vec![number]);
+        // Values stay strings until serde converts them: a leading 0 or + is never lost.
+        for agent in ["03641490", "+493641490"] {
+            let s = load_env(&[("ZENTRALE_SIP__USER_AGENT", agent)]).unwrap();
+            assert_eq!(s.sip.user_agent, agent);
         }
         let s = load_env(&[("ZENTRALE_SIP__TRANSPORTS", "tcp,udp")]).unwrap();
         assert_eq!(s.sip.transports, vec![Transport::Tcp, Transport::Udp]);
@@ -793,7 +776,7 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("keys allowed in [sip]: listen, transports, numbers"),
+            msg.contains("keys allowed in [sip]: listen, transports, max_message_bytes"),
             "{msg}"
         );
         assert!(msg.contains("did you mean `listen`?"), "{msg}");
@@ -922,10 +905,6 @@ mod tests {
                 "sip.transports must not be empty",
             ),
             (
-                &[("ZENTRALE_SIP__NUMBERS", "")],
-                "sip.numbers must not be empty",
-            ),
-            (
                 &[("ZENTRALE_SIP__MAX_MESSAGE_BYTES", "512")],
                 "sip.max_message_bytes must be between 1024 and 65535 (UDP datagram limit)",
             ),
@@ -989,10 +968,10 @@ mod tests {
 
     #[test]
     fn effective_settings_serialize_back_to_loadable_toml() {
-        let s = load_env(&[("ZENTRALE_SIP__NUMBERS", "03641490")]).unwrap();
+        let s = load_env(&[("ZENTRALE_SIP__USER_AGENT", "03641490")]).unwrap();
         let text = toml::to_string(&s).unwrap();
         let file = TempToml::new("roundtrip", &text);
         let again = Settings::load_from(Some(&file.0), env(&[])).unwrap();
-        assert_eq!(again.sip.numbers, vec!["03641490"]);
+        assert_eq!(again.sip.user_agent, "03641490");
     }
 }

@@ -26,7 +26,7 @@ environment variables ZENTRALE_<SECTION>__<KEY> (two underscores between section
 for example:
 
   ZENTRALE_SIP__LISTEN=0.0.0.0:5060
-  ZENTRALE_SIP__NUMBERS=490,03641490      (lists are comma-separated)
+  ZENTRALE_SIP__TRANSPORTS=udp,tcp        (lists are comma-separated)
   ZENTRALE_LOG__FORMAT=json
 
 RUST_LOG, if set, replaces log.level. `zentrale config` prints the effective settings.";

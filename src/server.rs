@@ -9,6 +9,8 @@ use tracing::{info, warn};
 
 use crate::config::{Settings, Transport};
 use crate::media::rtp_ports::RtpPortPool;
+use crate::reload::HotReload;
+use crate::rules::active::ActiveRules;
 use crate::shutdown::{Phase, ShutdownController};
 use crate::sip::endpoint::{Endpoint, EndpointConfig, Limits};
 use crate::sip::transaction::TimerConfig;
@@ -23,6 +25,15 @@ const HANGUP_GRACE: Duration = Duration::from_secs(5);
 pub async fn run(settings: Settings) -> Result<(), BoxError> {
     let (controller, shutdown) = ShutdownController::new();
     let sip = &settings.sip;
+    let rules_dir = settings.rules.dir.clone();
+    let rules = HotReload::load(rules_dir.clone(), Box::new(ActiveRules::load)).map_err(|report| {
+        format!(
+            "the routing rules in {} are invalid (check them with `zentrale rules check {}`):\n{report}",
+            rules_dir.display(),
+            rules_dir.display()
+        )
+    })?;
+    info!(dir = %rules_dir.display(), version = %rules.current().rules.version, "routing rules loaded");
     let listen = sip.listen;
 
     let udp = if sip.transports.contains(&Transport::Udp) {
@@ -41,6 +52,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         None
     };
 
+    let mut tasks = Vec::new();
     let http = TcpListener::bind(settings.http.listen).await.map_err(|e| {
         format!(
             "cannot bind HTTP {}: {e} (set http.listen or ZENTRALE_HTTP__LISTEN)",
@@ -54,7 +66,6 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         listen
     };
     let config = EndpointConfig {
-        numbers: sip.numbers.clone(),
         limits: Limits {
             max_message_bytes: sip.max_message_bytes,
             max_calls: sip.max_calls,
@@ -74,15 +85,26 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         min_se_secs: sip.min_se_secs,
         show_caller_numbers: settings.log.show_caller_numbers,
         symmetric_response: sip.symmetric_response,
+        rtp_timeout: Duration::from_secs(settings.media.rtp_timeout_secs),
+        inband_dtmf: settings.media.inband_dtmf,
     };
     let rtp = RtpPortPool::new(
         settings.media.rtp_ip,
         settings.media.rtp_port_min,
         settings.media.rtp_port_max,
     );
-    let endpoint = Endpoint::new(config, Transports::new(udp.clone()), shutdown.clone(), rtp);
+    let endpoint = Endpoint::new(
+        config,
+        Transports::new(udp.clone()),
+        shutdown.clone(),
+        rtp,
+        rules.clone(),
+    );
+    tasks.push(tokio::spawn(crate::reload::watch(
+        rules.clone(),
+        shutdown.clone(),
+    )));
 
-    let mut tasks = Vec::new();
     if let Some(socket) = udp {
         // Two receivers on one socket keep both cores busy under load; each datagram still
         // runs to completion on the task that received it.
@@ -114,7 +136,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             Transport::Tcp => "tcp",
         })
         .collect();
-    info!(sip = %listen, http = %settings.http.listen, transports = ?transports, numbers = ?sip.numbers, "zentrale listening");
+    info!(sip = %listen, http = %settings.http.listen, transports = ?transports, "zentrale listening");
 
     wait_for_signal().await;
     let drain = Duration::from_secs(settings.shutdown.drain_secs);

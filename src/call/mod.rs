@@ -17,8 +17,12 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::media::prompts::{Law, Prompt};
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer, SdpError};
+use crate::media::session::{self, DtmfSource, MediaCommand, MediaConfig, MediaEvent, MediaHandle};
+use crate::rules::active::ActiveRules;
+use crate::rules::{CallFacts, MenuInput, Outcome};
 use crate::shutdown::Shutdown;
 use crate::sip::endpoint::{Endpoint, LingeringCall};
 use crate::sip::message::{HeaderName, Method, Request, Response, write_response};
@@ -29,6 +33,7 @@ use crate::sip::transaction::{
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;
 use dialog::Dialog;
+use menu::{Answer, Collect};
 
 /// What the endpoint hands to a running call.
 #[derive(Debug)]
@@ -49,6 +54,8 @@ pub struct CallStart {
     pub request: Request,
     pub info: RequestInfo,
     pub flow: Flow,
+    /// The rules in force at the INVITE; the call keeps them even if they are reloaded.
+    pub rules: Arc<ActiveRules>,
 }
 
 /// Starts the call's task. The endpoint has already registered `rx`'s sender under the Call-ID.
@@ -100,6 +107,15 @@ enum LegState {
     Ended,
 }
 
+/// What happens when the current announcement has been played.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AfterPlayback {
+    Nothing,
+    /// Music on hold until an agent is free (the ACD comes next).
+    Hold(Option<String>),
+    HangUp,
+}
+
 /// A re-INVITE we answered with 2xx and whose ACK we await.
 struct ReInvite {
     cseq: u32,
@@ -130,7 +146,18 @@ struct CallerLeg {
     /// The branch of the caller's BYE, so only its retransmissions get `bye_response` again.
     bye_branch: Option<String>,
     rtp: Option<RtpPort>,
+    /// Our RTP port (in every SDP we send), also after the socket moved to the media task.
+    rtp_port: u16,
     offer: Option<Offer>,
+    rules: Arc<ActiveRules>,
+    media: Option<MediaHandle>,
+    /// The media task's events, handed to the task loop once media runs.
+    media_events: Option<mpsc::Receiver<MediaEvent>>,
+    /// What the rules know about this call so far (dialled number, caller, keys).
+    facts: CallFacts,
+    /// The menu step waiting for a key, if any.
+    step: Option<Collect>,
+    after_playback: AfterPlayback,
     sdp_session_id: u64,
     sdp_version: u64,
     answer_at: Option<Instant>,
@@ -145,6 +172,15 @@ impl CallerLeg {
         let timers = endpoint.config().timers;
         let reliable = start.flow.is_reliable();
         let dialog = Dialog::for_uas(&start.request, &start.info, random_token());
+        let facts = CallFacts {
+            dialled: crate::sip::headers::parse_request_uri(&start.request.uri)
+                .ok()
+                .and_then(|u| u.user)
+                .unwrap_or_default(),
+            caller: caller_number(&start.info.from.uri),
+            inputs: Vec::new(),
+            queues: Default::default(),
+        };
         CallerLeg {
             invite_txn: InviteServer::new(timers, reliable),
             endpoint,
@@ -160,7 +196,14 @@ impl CallerLeg {
             bye_response: None,
             bye_branch: None,
             rtp: None,
+            rtp_port: 0,
             offer: None,
+            rules: start.rules,
+            media: None,
+            media_events: None,
+            facts,
+            step: None,
+            after_playback: AfterPlayback::Nothing,
             sdp_session_id: rand::random::<u32>() as u64,
             sdp_version: 1,
             answer_at: None,
@@ -173,7 +216,17 @@ impl CallerLeg {
     async fn run(&mut self, mut rx: mpsc::Receiver<CallInput>) -> Option<LingeringCall> {
         let mut shutdown: Shutdown = self.endpoint.shutdown();
         self.start(Instant::now());
+        let mut media_events: Option<mpsc::Receiver<MediaEvent>> = None;
         while self.state != LegState::Ended {
+            if let Some(events) = self.media_events.take() {
+                media_events = Some(events);
+            }
+            let media_event = async {
+                match media_events.as_mut() {
+                    Some(events) => events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let deadline = self.next_deadline();
             let sleep = async {
                 match deadline {
@@ -187,13 +240,16 @@ impl CallerLeg {
                     None => break,
                 },
                 _ = sleep => self.on_timers(Instant::now()),
+                Some(event) = media_event => self.on_media_event(event, Instant::now()),
                 _ = shutdown.hangup(), if !self.hangup_requested => {
                     self.hangup_requested = true;
                     self.hang_up(Instant::now(), "engine shutting down");
                 }
             }
         }
-        // The RTP port goes back to the pool now, not when lingering ends.
+        // The RTP port goes back to the pool now (the media task ends with its handle), not when
+        // lingering ends.
+        self.media = None;
         self.rtp = None;
         let timers = self.endpoint.config().timers;
         Some(LingeringCall {
@@ -243,7 +299,10 @@ impl CallerLeg {
             );
         }
         match self.endpoint.rtp_pool().allocate() {
-            Some(port) => self.rtp = Some(port),
+            Some(port) => {
+                self.rtp_port = port.port;
+                self.rtp = Some(port);
+            }
             None => {
                 warn!("no free RTP port; widen media.rtp_port_min..rtp_port_max");
                 let retry = config.limits.retry_after_secs.to_string();
@@ -315,6 +374,8 @@ impl CallerLeg {
         self.arm_session_timer(now);
         self.state = LegState::Answered;
         info!("call answered");
+        self.start_media();
+        self.decide(now);
     }
 
     /// A 200 with our SDP (an answer to `offer`, or our offer when the request had none).
@@ -322,10 +383,7 @@ impl CallerLeg {
         let mut response = reply(request, 200, "OK", Some(&self.dialog.local_tag));
         self.add_common_headers(&mut response);
         self.add_session_timer(&mut response);
-        let (ip, port) = match &self.rtp {
-            Some(rtp) => (self.endpoint.rtp_pool().ip(), rtp.port),
-            None => (self.endpoint.rtp_pool().ip(), 0),
-        };
+        let (ip, port) = (self.endpoint.rtp_pool().ip(), self.rtp_port);
         self.sdp_version += 1;
         let body = sdp::describe(ip, port, self.sdp_session_id, self.sdp_version, offer);
         response.headers.push(
@@ -546,6 +604,18 @@ impl CallerLeg {
                 self.finish_call();
             }
             Method::Update | Method::Info | Method::Options => {
+                if request.method == Method::Info {
+                    let content_type = request
+                        .headers
+                        .get_str(&HeaderName::ContentType)
+                        .unwrap_or("")
+                        .to_string();
+                    if let Some(key) =
+                        crate::media::dtmf::parse_sip_info(&content_type, &request.body)
+                    {
+                        self.on_key(key, DtmfSource::SipInfo, now);
+                    }
+                }
                 let mut response = reply(&request, 200, "OK", Some(&self.dialog.local_tag));
                 if request.method == Method::Update {
                     self.arm_session_timer(now);
@@ -673,6 +743,7 @@ impl CallerLeg {
             self.bye.as_ref().and_then(|b| b.next_deadline()),
             self.answer_at,
             self.session_deadline,
+            self.step.as_ref().and_then(|s| s.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -722,6 +793,12 @@ impl CallerLeg {
             self.reinvite = None;
             self.hang_up(now, "no ACK");
         }
+        if let Some(Answer::NoInput) = self.step.as_mut().and_then(|s| s.on_timeout(now)) {
+            self.step = None;
+            debug!("no key before the menu timeout");
+            self.facts.inputs.push(MenuInput::NoInput);
+            self.decide(now);
+        }
         if self.session_deadline.is_some_and(|d| d <= now) {
             self.session_deadline = None;
             info!("session timer expired without refresh; hanging up");
@@ -766,6 +843,8 @@ impl CallerLeg {
                 info!(reason = why, "hanging up");
                 self.ok_retransmitter = None;
                 self.session_deadline = None;
+                self.media = None;
+                self.step = None;
                 let bye = self
                     .dialog
                     .make_request(Method::Bye, self.endpoint.config(), &self.flow);
@@ -782,7 +861,167 @@ impl CallerLeg {
         }
     }
 
+    // ----- media, menu and routing ---------------------------------------------------------
+
+    /// Hands the RTP socket to a media task that plays and listens for this call.
+    fn start_media(&mut self) {
+        let Some(port) = self.rtp.take() else { return };
+        let config = self.endpoint.config();
+        let (law, telephone_event, remote) = match &self.offer {
+            Some(offer) => (
+                match offer.codecs.first().map(|c| c.1) {
+                    Some(sdp::Codec::Pcma) => Law::Alaw,
+                    _ => Law::Ulaw,
+                },
+                offer.telephone_event,
+                offer
+                    .address
+                    .map(|ip| std::net::SocketAddr::new(ip, offer.audio_port)),
+            ),
+            // Offerless INVITE: our offer lists PCMU first and telephone-event as 101.
+            None => (Law::Ulaw, Some(101), None),
+        };
+        let mut handle = session::spawn(
+            port,
+            MediaConfig {
+                law,
+                telephone_event,
+                remote,
+                rtp_timeout: config.rtp_timeout,
+                inband_dtmf: config.inband_dtmf,
+            },
+            self.endpoint.media_stats().clone(),
+        );
+        let events = std::mem::replace(&mut handle.events, mpsc::channel(1).1);
+        self.media_events = Some(events);
+        self.media = Some(handle);
+    }
+
+    fn play(&mut self, names: &[String]) {
+        let prompts: Vec<Prompt> = names
+            .iter()
+            .filter_map(|name| {
+                let prompt = self.rules.prompts.get(name).cloned();
+                if prompt.is_none() {
+                    // Validation guarantees every prompt the rules name; never dead air anyway.
+                    warn!(prompt = %name, "prompt missing from the loaded rules; skipped");
+                }
+                prompt
+            })
+            .collect();
+        info!(event = "play", prompts = ?names, "playing");
+        if let Some(media) = &self.media {
+            media.command(MediaCommand::Play(prompts));
+        }
+    }
+
+    /// Asks the rules where the call goes now, and does it.
+    fn decide(&mut self, now: Instant) {
+        if !matches!(self.state, LegState::Answered | LegState::Confirmed) {
+            return;
+        }
+        let decision = self.rules.rules.evaluate(&self.facts, chrono::Utc::now());
+        let topic = decision.topic.clone().unwrap_or_default();
+        match decision.outcome {
+            Outcome::Menu {
+                menu,
+                prompts,
+                timeout_secs,
+                attempt,
+            } => {
+                info!(event = "menu", %menu, attempt, rules_version = %decision.rules_version, "menu");
+                self.after_playback = AfterPlayback::Nothing;
+                self.play(&prompts);
+                self.step = Some(Collect::start(Duration::from_secs(u64::from(timeout_secs))));
+            }
+            Outcome::Queue {
+                queue, announce, ..
+            } => {
+                info!(event = "queue", %queue, %topic, rules_version = %decision.rules_version,
+                    "caller queued");
+                let definition = self.rules.rules.queues.get(&queue);
+                let mut prompts = announce;
+                prompts.extend(definition.and_then(|q| q.entry_prompt.clone()));
+                let music = definition.and_then(|q| q.music_on_hold.clone());
+                self.after_playback = AfterPlayback::Hold(music);
+                self.play(&prompts);
+            }
+            Outcome::Hangup { announce } | Outcome::NoRoute { announce } => {
+                info!(event = "announce_and_hang_up", %topic, rules_version = %decision.rules_version,
+                    "announcement, then hang-up");
+                self.end_after(&announce, now);
+            }
+            Outcome::Forward { announce, .. }
+            | Outcome::Callback { announce, .. }
+            | Outcome::Voicemail { announce, .. } => {
+                warn!(event = "unsupported_route", %topic, "forward, callback and voicemail are not available yet; announcing and hanging up");
+                let mut prompts = announce;
+                prompts.push("goodbye".to_string());
+                self.end_after(&prompts, now);
+            }
+            Outcome::NotOurNumber => self.hang_up(now, "number not in the rules"),
+        }
+    }
+
+    fn end_after(&mut self, announce: &[String], now: Instant) {
+        if announce.is_empty() {
+            self.hang_up(now, "route ends the call");
+        } else {
+            self.after_playback = AfterPlayback::HangUp;
+            self.play(announce);
+        }
+    }
+
+    fn on_key(&mut self, key: char, source: DtmfSource, now: Instant) {
+        let Some(step) = self.step.as_mut() else {
+            debug!(%key, ?source, "key outside a menu ignored");
+            return;
+        };
+        let Some(result) = step.on_key(key) else {
+            return;
+        };
+        info!(event = "key", %key, ?source, barge_in = result.barge_in, "caller pressed a key");
+        self.step = None;
+        if result.barge_in {
+            if let Some(media) = &self.media {
+                media.command(MediaCommand::Stop);
+            }
+        }
+        self.facts.inputs.push(MenuInput::Key(key));
+        self.decide(now);
+    }
+
+    fn on_media_event(&mut self, event: MediaEvent, now: Instant) {
+        match event {
+            MediaEvent::Digit(key, source) => self.on_key(key, source, now),
+            MediaEvent::PlaybackFinished => {
+                if let Some(step) = self.step.as_mut() {
+                    step.on_prompts_finished(now);
+                }
+                match std::mem::replace(&mut self.after_playback, AfterPlayback::Nothing) {
+                    AfterPlayback::Nothing => {}
+                    AfterPlayback::Hold(music) => {
+                        let prompt = music.and_then(|m| self.rules.prompts.get(&m).cloned());
+                        if let (Some(media), Some(prompt)) = (&self.media, prompt) {
+                            media.command(MediaCommand::Loop(prompt));
+                        }
+                    }
+                    AfterPlayback::HangUp => self.hang_up(now, "announcement played"),
+                }
+            }
+            // Only a confirmed call can time out on RTP: before the ACK, the 2xx retransmission
+            // timer decides (RFC 3261 §13.3.1.4).
+            MediaEvent::RtpTimeout if self.state == LegState::Confirmed => {
+                info!("no RTP from the caller; hanging up");
+                self.hang_up(now, "RTP timeout");
+            }
+            MediaEvent::RtpTimeout => {}
+        }
+    }
+
     fn finish_call(&mut self) {
+        self.media = None;
+        self.step = None;
         self.ok_retransmitter = None;
         self.reinvite = None;
         self.session_deadline = None;
@@ -790,4 +1029,14 @@ impl CallerLeg {
         self.state = LegState::Ended;
         info!("call ended");
     }
+}
+
+/// The caller's number from a From URI (`sip:+4936411234@host` → `+4936411234`), for rules
+/// that match on it; None for anonymous callers.
+fn caller_number(uri: &str) -> Option<String> {
+    let user = crate::sip::headers::parse_request_uri(uri.as_bytes())
+        .ok()?
+        .user?;
+    let anonymous = user.is_empty() || user.eq_ignore_ascii_case("anonymous");
+    (!anonymous).then_some(user)
 }

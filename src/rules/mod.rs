@@ -16,6 +16,7 @@
 //! A [`RuleSet`] is immutable; a reload builds a new one (its [`Version`] is the content hash of
 //! the files and the load time) so a call can keep the one it started with.
 
+pub mod active;
 pub mod calendar;
 pub mod decision;
 pub mod diagnostic;

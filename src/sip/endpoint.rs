@@ -23,6 +23,9 @@ use super::uas::{Verdict, classify};
 use super::validate::{Invalid, RequestInfo, check_request};
 use crate::call::{self, CallInput, CallStart};
 use crate::media::rtp_ports::RtpPortPool;
+use crate::media::session::MediaStats;
+use crate::reload::HotReload;
+use crate::rules::active::ActiveRules;
 use crate::shutdown::Shutdown;
 
 /// Bounds that protect the engine (every one configurable, see `[sip]` in the settings).
@@ -38,8 +41,6 @@ pub struct Limits {
 /// What the endpoint and its calls need to know, fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
-    /// Dialled numbers (Request-URI user part) we answer.
-    pub numbers: Vec<String>,
     pub limits: Limits,
     pub timers: TimerConfig,
     pub user_agent: String,
@@ -50,6 +51,10 @@ pub struct EndpointConfig {
     pub session_expires_secs: u32,
     pub min_se_secs: u32,
     pub show_caller_numbers: bool,
+    /// No RTP from the caller for this long ends the call.
+    pub rtp_timeout: Duration,
+    /// Listen for DTMF tones in the caller's audio as well.
+    pub inband_dtmf: bool,
     /// Answer UDP requests at their source address (true) or, as RFC 3261 §18.2.2 says without
     /// `rport`, at the source IP and the port in the top Via (false).
     pub symmetric_response: bool,
@@ -117,11 +122,14 @@ pub struct LingeringCall {
 
 pub struct Endpoint {
     config: EndpointConfig,
+    /// The routing rules in force; each new call takes the version current at its INVITE.
+    rules: Arc<HotReload<ActiveRules>>,
     transports: Transports,
     calls: CallTable,
     lingering: Mutex<Lingering>,
     shutdown: Shutdown,
     rtp: Arc<RtpPortPool>,
+    media_stats: Arc<MediaStats>,
     pub stats: Stats,
 }
 
@@ -131,9 +139,11 @@ impl Endpoint {
         transports: Transports,
         shutdown: Shutdown,
         rtp: Arc<RtpPortPool>,
+        rules: Arc<HotReload<ActiveRules>>,
     ) -> Arc<Self> {
         Arc::new(Endpoint {
             config,
+            rules,
             transports,
             calls: CallTable::new(),
             lingering: Mutex::new(Lingering {
@@ -142,6 +152,7 @@ impl Endpoint {
             }),
             shutdown,
             rtp,
+            media_stats: Arc::new(MediaStats::default()),
             stats: Stats::default(),
         })
     }
@@ -160,6 +171,14 @@ impl Endpoint {
 
     pub fn shutdown(&self) -> Shutdown {
         self.shutdown.clone()
+    }
+
+    pub fn rules(&self) -> &Arc<HotReload<ActiveRules>> {
+        &self.rules
+    }
+
+    pub fn media_stats(&self) -> &Arc<MediaStats> {
+        &self.media_stats
     }
 
     pub fn rtp_pool(&self) -> &Arc<RtpPortPool> {
@@ -285,7 +304,8 @@ impl Endpoint {
             return;
         }
 
-        match classify(&request, &info, &self.config.numbers) {
+        let active = self.rules.current();
+        match classify(&request, &info, &active.served_numbers) {
             Verdict::Absorb => {}
             Verdict::Answer {
                 status,
@@ -298,11 +318,17 @@ impl Endpoint {
                     .collect();
                 self.respond(&request, status, &reason, &extra, &flow);
             }
-            Verdict::NewCall => self.start_call(request, info, flow),
+            Verdict::NewCall => self.start_call(request, info, flow, active),
         }
     }
 
-    fn start_call(self: &Arc<Self>, request: Request, info: RequestInfo, flow: Flow) {
+    fn start_call(
+        self: &Arc<Self>,
+        request: Request,
+        info: RequestInfo,
+        flow: Flow,
+        rules: Arc<ActiveRules>,
+    ) {
         let retry_after = self.config.limits.retry_after_secs.to_string();
         if !self.shutdown.accepting_calls() {
             self.respond(
@@ -355,6 +381,7 @@ impl Endpoint {
                 request,
                 info,
                 flow,
+                rules,
             },
             rx,
         );
