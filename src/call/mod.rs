@@ -982,10 +982,10 @@ impl CallerLeg {
         };
         info!(event = "key", %key, ?source, barge_in = result.barge_in, "caller pressed a key");
         self.step = None;
-        if result.barge_in {
-            if let Some(media) = &self.media {
-                media.command(MediaCommand::Stop);
-            }
+        if result.barge_in
+            && let Some(media) = &self.media
+        {
+            media.command(MediaCommand::Stop);
         }
         self.facts.inputs.push(MenuInput::Key(key));
         self.decide(now);
