@@ -126,9 +126,7 @@ pub async fn watch<T: Send + Sync + 'static>(store: Arc<HotReload<T>>, mut shutd
     loop {
         tokio::select! {
             _ = shutdown.stopped() => return,
-            _ = next_hangup(&mut hangup) => {
-                let _ = store.reload(Trigger::Signal);
-            }
+            _ = next_hangup(&mut hangup) => reload_off_thread(&store, Trigger::Signal).await,
             Some(()) = rx.recv() => {
                 // Debounce: wait until no event arrived for DEBOUNCE.
                 loop {
@@ -137,10 +135,17 @@ pub async fn watch<T: Send + Sync + 'static>(store: Arc<HotReload<T>>, mut shutd
                         _ = tokio::time::sleep(DEBOUNCE) => break,
                     }
                 }
-                let _ = store.reload(Trigger::FileChange);
+                reload_off_thread(&store, Trigger::FileChange).await;
             }
         }
     }
+}
+
+/// Loading reads files and decodes audio: keep it off the async worker threads that carry
+/// calls.
+async fn reload_off_thread<T: Send + Sync + 'static>(store: &Arc<HotReload<T>>, trigger: Trigger) {
+    let store = store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.reload(trigger)).await;
 }
 
 #[cfg(unix)]

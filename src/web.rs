@@ -6,17 +6,20 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use crate::reload::Trigger;
 use crate::shutdown::{Phase, Shutdown};
 use crate::sip::endpoint::Endpoint;
 
 pub fn router(endpoint: Arc<Endpoint>) -> Router {
     Router::new()
         .route("/healthz", get(health))
+        .route("/api/rules", get(rules_version))
+        .route("/api/rules/reload", post(reload_rules))
         .with_state(endpoint)
 }
 
@@ -24,6 +27,7 @@ pub fn router(endpoint: Arc<Endpoint>) -> Router {
 async fn health(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Value>) {
     let phase = endpoint.shutdown().phase();
     let stats = &endpoint.stats;
+    let media = endpoint.media_stats();
     let body = json!({
         "status": if phase == Phase::Running { "ok" } else { "draining" },
         "version": env!("CARGO_PKG_VERSION"),
@@ -33,6 +37,11 @@ async fn health(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Valu
         "sip_requests": stats.requests.load(Ordering::Relaxed),
         "sip_responses": stats.responses.load(Ordering::Relaxed),
         "sip_dropped": stats.dropped.load(Ordering::Relaxed),
+        "rtp_packets_sent": media.packets_sent.load(Ordering::Relaxed),
+        "rtp_packets_late": media.packets_late.load(Ordering::Relaxed),
+        "rtp_packets_received": media.packets_received.load(Ordering::Relaxed),
+        "rtp_frames_skipped": media.frames_skipped.load(Ordering::Relaxed),
+        "rules_version": endpoint.rules().current().rules.version.hash,
     });
     let code = if phase == Phase::Running {
         StatusCode::OK
@@ -48,4 +57,41 @@ pub async fn serve(listener: TcpListener, endpoint: Arc<Endpoint>, mut shutdown:
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.stopped().await })
         .await;
+}
+
+/// The rules in force: version, load time, reload counts and the last refused change.
+async fn rules_version(State(endpoint): State<Arc<Endpoint>>) -> Json<Value> {
+    let store = endpoint.rules();
+    let active = store.current();
+    Json(json!({
+        "version": active.rules.version.hash,
+        "loaded_at": active.rules.version.loaded_at,
+        "files": active.rules.version.files,
+        "dir": store.dir().display().to_string(),
+        "reloads_ok": store.reloads_ok.load(Ordering::Relaxed),
+        "reloads_failed": store.reloads_failed.load(Ordering::Relaxed),
+        "last_error": store.last_error(),
+    }))
+}
+
+/// Loads the rules folder again: 200 with the new version, or 422 with the errors (file:line:
+/// reason) while the running rules stay in force.
+async fn reload_rules(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Value>) {
+    let store = endpoint.rules().clone();
+    // Loading reads files and decodes prompts: keep it off the async worker threads.
+    let result = tokio::task::spawn_blocking(move || store.reload(Trigger::Api)).await;
+    match result {
+        Ok(Ok(active)) => (
+            StatusCode::OK,
+            Json(json!({ "status": "reloaded", "version": active.rules.version.hash })),
+        ),
+        Ok(Err(errors)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "status": "refused", "errors": errors })),
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "status": "failed" })),
+        ),
+    }
 }
