@@ -17,6 +17,7 @@ const PROMPTS: &[&str] = &[
     "transfer_general",
     "closed_hotline",
     "closed_fundbuero",
+    "offer_general",
     "holiday",
     "queue_entry",
     "queue_full",
@@ -160,9 +161,10 @@ fn missing_prompt() {
     std::fs::remove_file(rules.dir.join("prompts/closed_fundbuero.wav")).unwrap();
     let place = rules.edit(
         "menus.toml",
-        "prompt = \"closed_fundbuero\"",
-        "prompt = \"closed_fundbuero\"",
-        "\"closed_fundbuero\"",
+        "prompt = [\"closed_fundbuero\", \"offer_general\"]",
+        "prompt = [\"closed_fundbuero\", \"offer_general\"]",
+        // A list's diagnostic points at the list.
+        "[",
     );
     assert_error(
         &rules,
