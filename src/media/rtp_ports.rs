@@ -12,9 +12,12 @@ pub struct RtpPortPool {
     free: Mutex<VecDeque<u16>>,
 }
 
-/// A bound RTP socket; its port goes back to the pool on drop.
+/// A bound RTP socket and its RTCP neighbour (port + 1, RFC 3550 §11); the ports go back to
+/// the pool on drop.
 pub struct RtpPort {
     pub socket: UdpSocket,
+    /// RTCP from the caller arrives here; we accept it (so no ICMP errors go back) and ignore it.
+    pub rtcp: UdpSocket,
     pub port: u16,
     pool: Arc<RtpPortPool>,
 }
@@ -51,13 +54,20 @@ impl RtpPortPool {
         let attempts = self.available();
         for _ in 0..attempts {
             let port = self.free.lock().ok()?.pop_front()?;
-            let bound = std::net::UdpSocket::bind(SocketAddr::new(self.ip, port))
-                .and_then(|s| s.set_nonblocking(true).map(|_| s))
-                .and_then(UdpSocket::from_std);
+            let bind = |port: u16| {
+                std::net::UdpSocket::bind(SocketAddr::new(self.ip, port))
+                    .and_then(|s| s.set_nonblocking(true).map(|_| s))
+                    .and_then(UdpSocket::from_std)
+            };
+            let bound = port
+                .checked_add(1)
+                .ok_or_else(|| std::io::Error::other("no RTCP port above 65535"))
+                .and_then(|rtcp_port| Ok((bind(port)?, bind(rtcp_port)?)));
             match bound {
-                Ok(socket) => {
+                Ok((socket, rtcp)) => {
                     return Some(RtpPort {
                         socket,
+                        rtcp,
                         port,
                         pool: self.clone(),
                     });

@@ -170,6 +170,7 @@ async fn run(
     let mut pcm: Vec<i16> = Vec::with_capacity(160);
     let mut frame = [0u8; 160];
     let mut receive = vec![0u8; 2048];
+    let mut rtcp_sink = [0u8; 1500];
     let mut last_heard = Instant::now();
     let mut timeout_reported = false;
     let late_limit = Duration::from_millis(10);
@@ -236,6 +237,8 @@ async fn run(
                     }
                 }
             }
+            // RTCP reports are accepted and ignored (quality metrics may use them later).
+            _ = port.rtcp.recv_from(&mut rtcp_sink) => {}
             command = commands.recv() => match command {
                 Some(MediaCommand::Play(prompts)) => {
                     player.current = None;

@@ -7,6 +7,9 @@
 //! - [`sip`] — a tiny SIP client over UDP (and a TCP helper) for tests that need exact bytes or
 //!   exact timing: builds INVITE/ACK/BYE/OPTIONS, reads status codes and headers of replies.
 //! - [`ports`] — free ports on 127.0.0.1 and non-overlapping RTP ranges for parallel engines.
+//! - [`logs`] — the engine's JSON log lines as events (per call, waiting for one).
+//! - [`rtp`] — an RTP peer for tests: receives the engine's media, sends telephone-events and
+//!   audio, decodes G.711 and finds prompts by normalized cross-correlation.
 //! - [`scratch`] — per-test directories under Cargo's target tmp dir, kept when a test fails.
 //!
 //! Every test starts its own engine, so tests run in parallel without sharing state.
@@ -15,7 +18,9 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod logs;
 pub mod ports;
+pub mod rtp;
 pub mod scratch;
 pub mod sip;
 pub mod sipp;

@@ -62,3 +62,22 @@ pub fn rtp_range() -> (u16, u16) {
     let min = RTP_AREA_START + u16::try_from(slot).expect("slot fits u16") * RTP_RANGE_WIDTH;
     (min, min + RTP_RANGE_WIDTH - 1)
 }
+
+/// The first of `len` consecutive UDP ports on 127.0.0.1 (even first port) that are free right
+/// now and never handed out before by this process, e.g. for SIPp's `-mp` (it binds the media
+/// port and the ones after it for RTCP and video).
+pub fn free_udp_block(len: u16) -> u16 {
+    for _ in 0..200 {
+        let probe = UdpSocket::bind((LOOPBACK, 0)).expect("bind a UDP socket on 127.0.0.1");
+        let first = probe.local_addr().expect("local address").port() & !1;
+        drop(probe);
+        if first.checked_add(len).is_none() {
+            continue;
+        }
+        let all_free = (first..first + len).all(|p| UdpSocket::bind((LOOPBACK, p)).is_ok());
+        if all_free && (first..first + len).all(claim) {
+            return first;
+        }
+    }
+    panic!("no {len} consecutive free UDP ports on 127.0.0.1 after 200 tries");
+}
