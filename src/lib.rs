@@ -12,6 +12,7 @@
 //! - [`media`] — SDP answers and the RTP port pool (prompts, DTMF and the relay come later).
 //! - [`rules`] — the routing rules admins edit (`routing-rules/*.toml`): loading with
 //!   compiler-style errors, calendars and holidays, pure evaluation of facts + time → decision.
+//! - [`events`] — the `CallEvent` bus every call publishes to (metrics, records, dashboard).
 //! - [`config`] — one [`config::Settings`] from embedded defaults, a TOML file and
 //!   `ZENTRALE_*` environment variables.
 //! - [`reload`] — hot reload of the routing rules (file watch, SIGHUP, API) with atomic swap.
@@ -22,6 +23,7 @@
 
 pub mod call;
 pub mod config;
+pub mod events;
 pub mod logging;
 pub mod media;
 pub mod reload;

@@ -5,11 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
+use std::convert::Infallible;
+
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::{Stream, StreamExt};
 
 use crate::reload::Trigger;
 use crate::shutdown::{Phase, Shutdown};
@@ -19,6 +25,7 @@ pub fn router(endpoint: Arc<Endpoint>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/api/rules", get(rules_version))
+        .route("/api/events", get(call_events))
         .route("/api/rules/reload", post(reload_rules))
         .with_state(endpoint)
 }
@@ -42,6 +49,7 @@ async fn health(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Valu
         "rtp_packets_received": media.packets_received.load(Ordering::Relaxed),
         "rtp_frames_skipped": media.frames_skipped.load(Ordering::Relaxed),
         "rules_version": endpoint.rules().current().rules.version.hash,
+        "call_events": endpoint.events().published.load(Ordering::Relaxed),
     });
     let code = if phase == Phase::Running {
         StatusCode::OK
@@ -94,4 +102,22 @@ async fn reload_rules(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Jso
             Json(json!({ "status": "failed" })),
         ),
     }
+}
+
+/// Every call event as it happens, as server-sent events (`data: {json}` per event). A client
+/// that falls behind gets a `lagged` event saying how many it missed.
+async fn call_events(
+    State(endpoint): State<Arc<Endpoint>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(endpoint.events().subscribe()).map(|item| {
+        Ok(match item {
+            Ok(event) => Event::default()
+                .json_data(&*event)
+                .unwrap_or_else(|_| Event::default().event("error")),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                Event::default().event("lagged").data(missed.to_string())
+            }
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

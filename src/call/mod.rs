@@ -18,6 +18,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::events::{CallEvent, CallEventKind};
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer, SdpError};
 use crate::media::session::{DtmfSource, MediaEvent, MediaHandle};
@@ -158,6 +159,8 @@ struct CallerLeg {
     /// The menu step waiting for a key, if any.
     step: Option<Collect>,
     after_playback: AfterPlayback,
+    /// Why the call ended, for the final event.
+    end_reason: String,
     sdp_session_id: u64,
     sdp_version: u64,
     answer_at: Option<Instant>,
@@ -204,6 +207,7 @@ impl CallerLeg {
             facts,
             step: None,
             after_playback: AfterPlayback::Nothing,
+            end_reason: "ended".into(),
             sdp_session_id: rand::random::<u32>() as u64,
             sdp_version: 1,
             answer_at: None,
@@ -252,6 +256,8 @@ impl CallerLeg {
         self.media = None;
         self.rtp = None;
         let timers = self.endpoint.config().timers;
+        let reason = std::mem::take(&mut self.end_reason);
+        self.emit(CallEventKind::Ended { reason });
         Some(LingeringCall {
             until: Instant::now() + timers.timeout_64t1(),
             bye_response: self.bye_response.take(),
@@ -267,6 +273,10 @@ impl CallerLeg {
         let caller =
             crate::logging::caller_display(self.info.from.uri.as_str(), config.show_caller_numbers);
         info!(from = %caller, transport = self.flow.transport_name(), "incoming call");
+        self.emit(CallEventKind::Incoming {
+            transport: self.flow.transport_name().into(),
+            dialled: self.facts.dialled.clone(),
+        });
         let trying = reply(&self.invite, 100, "Trying", None);
         self.send_invite_response(now, trying);
 
@@ -374,6 +384,7 @@ impl CallerLeg {
         self.arm_session_timer(now);
         self.state = LegState::Answered;
         info!("call answered");
+        self.emit(CallEventKind::Answered);
         self.start_media();
         self.decide(now);
     }
@@ -460,6 +471,8 @@ impl CallerLeg {
         self.answer_at = None;
         self.state = LegState::Rejected;
         info!(status, "call rejected");
+        self.emit(CallEventKind::Rejected { status });
+        self.end_reason = format!("rejected {status}");
         self.check_rejected_done();
     }
 
@@ -597,6 +610,7 @@ impl CallerLeg {
             Method::Invite => self.on_reinvite(request, info, flow, now),
             Method::Bye => {
                 info!("caller hung up");
+                self.end_reason = "caller hung up".into();
                 let response = self.in_dialog_response(&request, 200, "OK");
                 self.bye_response = Some(response.clone());
                 self.bye_branch = branch.clone();
@@ -796,6 +810,7 @@ impl CallerLeg {
         if let Some(Answer::NoInput) = self.step.as_mut().and_then(|s| s.on_timeout(now)) {
             self.step = None;
             debug!("no key before the menu timeout");
+            self.emit(CallEventKind::NoInput);
             self.facts.inputs.push(MenuInput::NoInput);
             self.decide(now);
         }
@@ -841,6 +856,7 @@ impl CallerLeg {
             }
             LegState::Answered | LegState::Confirmed => {
                 info!(reason = why, "hanging up");
+                self.end_reason = format!("engine hung up: {why}");
                 self.ok_retransmitter = None;
                 self.session_deadline = None;
                 self.media = None;
@@ -859,6 +875,16 @@ impl CallerLeg {
             }
             LegState::Rejected | LegState::Ending | LegState::Ended => {}
         }
+    }
+
+    /// Publishes a step of this call on the event bus.
+    pub(crate) fn emit(&self, kind: CallEventKind) {
+        self.endpoint.events().publish(CallEvent {
+            call_id: String::from_utf8_lossy(&self.info.call_id).into_owned(),
+            at: chrono::Utc::now(),
+            rules_version: self.rules.rules.version.hash.clone(),
+            kind,
+        });
     }
 
     fn finish_call(&mut self) {

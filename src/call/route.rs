@@ -8,6 +8,7 @@ use tracing::{debug, info, warn};
 
 use super::menu::Collect;
 use super::{AfterPlayback, CallerLeg, LegState};
+use crate::events::CallEventKind;
 use crate::media::prompts::{Law, Prompt};
 use crate::media::sdp;
 use crate::media::session::{self, DtmfSource, MediaCommand, MediaConfig, MediaEvent};
@@ -63,6 +64,9 @@ impl CallerLeg {
             })
             .collect();
         info!(event = "play", prompts = ?names, "playing");
+        self.emit(CallEventKind::Play {
+            prompts: names.to_vec(),
+        });
         if let Some(media) = &self.media {
             media.command(MediaCommand::Play(prompts));
         }
@@ -83,6 +87,10 @@ impl CallerLeg {
                 attempt,
             } => {
                 info!(event = "menu", %menu, attempt, rules_version = %decision.rules_version, "menu");
+                self.emit(CallEventKind::Menu {
+                    menu: menu.clone(),
+                    attempt,
+                });
                 self.after_playback = AfterPlayback::Nothing;
                 self.play(&prompts);
                 self.step = Some(Collect::start(Duration::from_secs(u64::from(timeout_secs))));
@@ -90,6 +98,10 @@ impl CallerLeg {
             Outcome::Queue {
                 queue, announce, ..
             } => {
+                self.emit(CallEventKind::Queued {
+                    queue: queue.clone(),
+                    topic: decision.topic.clone(),
+                });
                 info!(event = "queue", %queue, %topic, rules_version = %decision.rules_version,
                     "caller queued");
                 let definition = self.rules.rules.queues.get(&queue);
@@ -100,6 +112,9 @@ impl CallerLeg {
                 self.play(&prompts);
             }
             Outcome::Hangup { announce } | Outcome::NoRoute { announce } => {
+                self.emit(CallEventKind::AnnounceAndHangUp {
+                    topic: decision.topic.clone(),
+                });
                 info!(event = "announce_and_hang_up", %topic, rules_version = %decision.rules_version,
                     "announcement, then hang-up");
                 self.end_after(&announce, now);
@@ -134,6 +149,11 @@ impl CallerLeg {
             return;
         };
         info!(event = "key", %key, ?source, barge_in = result.barge_in, "caller pressed a key");
+        self.emit(CallEventKind::Key {
+            key,
+            source: format!("{source:?}"),
+            barge_in: result.barge_in,
+        });
         self.step = None;
         if result.barge_in
             && let Some(media) = &self.media

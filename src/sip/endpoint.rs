@@ -22,6 +22,7 @@ use super::transport::{Flow, Transports};
 use super::uas::{Verdict, classify};
 use super::validate::{Invalid, RequestInfo, check_request};
 use crate::call::{self, CallInput, CallStart};
+use crate::events::EventBus;
 use crate::media::rtp_ports::RtpPortPool;
 use crate::media::session::MediaStats;
 use crate::reload::HotReload;
@@ -130,6 +131,7 @@ pub struct Endpoint {
     shutdown: Shutdown,
     rtp: Arc<RtpPortPool>,
     media_stats: Arc<MediaStats>,
+    events: EventBus,
     pub stats: Stats,
 }
 
@@ -153,6 +155,7 @@ impl Endpoint {
             shutdown,
             rtp,
             media_stats: Arc::new(MediaStats::default()),
+            events: EventBus::default(),
             stats: Stats::default(),
         })
     }
@@ -175,6 +178,10 @@ impl Endpoint {
 
     pub fn rules(&self) -> &Arc<HotReload<ActiveRules>> {
         &self.rules
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     pub fn media_stats(&self) -> &Arc<MediaStats> {
