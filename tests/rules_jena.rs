@@ -24,6 +24,7 @@ pub fn prompt_names() -> Vec<String> {
         "transfer_general",
         "closed_hotline",
         "closed_fundbuero",
+        "offer_general",
         "holiday",
         "queue_entry",
         "queue_full",
@@ -140,7 +141,7 @@ fn jena_decisions_at_the_named_times() {
             "Fundbüro, Wed 13:05: closed, offer the general queue",
             "2026-11-25T13:05",
             "4",
-            menu("fundbuero_geschlossen", &["closed_fundbuero"], 1),
+            menu("fundbuero_geschlossen", &["closed_fundbuero", "offer_general"], 1),
             "calendar `fundbuero` is closed outside its opening hours (Mo 08:30-13:00; \
              Di 08:30-18:00; Mi 09:00-13:00; Do 08:30-16:00; Fr 08:30-13:00), opens again \
              Thu 26 Nov 2026 08:30",
@@ -598,7 +599,7 @@ proptest::proptest! {
             _ if fundbuero_open => queue("fundbuero", &[]),
             // Closed Fundbüro: its menu (one try), then the general queue (1) or goodbye.
             _ => match inputs.next() {
-                None => menu("fundbuero_geschlossen", &["closed_fundbuero"], 1),
+                None => menu("fundbuero_geschlossen", &["closed_fundbuero", "offer_general"], 1),
                 Some('1') => queue("allgemein", &["transfer_general"]),
                 Some(_) => hangup(&["goodbye"]),
             },
