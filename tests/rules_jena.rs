@@ -141,7 +141,11 @@ fn jena_decisions_at_the_named_times() {
             "Fundbüro, Wed 13:05: closed, offer the general queue",
             "2026-11-25T13:05",
             "4",
-            menu("fundbuero_geschlossen", &["closed_fundbuero", "offer_general"], 1),
+            menu(
+                "fundbuero_geschlossen",
+                &["closed_fundbuero", "offer_general"],
+                1,
+            ),
             "calendar `fundbuero` is closed outside its opening hours (Mo 08:30-13:00; \
              Di 08:30-18:00; Mi 09:00-13:00; Do 08:30-16:00; Fr 08:30-13:00), opens again \
              Thu 26 Nov 2026 08:30",
