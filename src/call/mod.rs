@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::events::{CallEvent, CallEventKind};
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer, SdpError};
-use crate::media::session::{DtmfSource, MediaEvent, MediaHandle};
+use crate::media::session::{DtmfSource, MediaCommand, MediaEvent, MediaHandle};
 use crate::rules::active::ActiveRules;
 use crate::rules::{CallFacts, MenuInput};
 use crate::shutdown::Shutdown;
@@ -678,6 +678,13 @@ impl CallerLeg {
         };
         if let Some(offer) = &offer {
             debug!(direction = ?offer.direction, "re-INVITE");
+            let held = matches!(
+                offer.direction,
+                sdp::Direction::SendOnly | sdp::Direction::Inactive
+            );
+            if let Some(media) = &self.media {
+                media.command(MediaCommand::Hold(held));
+            }
             self.offer = Some(offer.clone());
         }
         self.arm_session_timer(now);

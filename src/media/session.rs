@@ -32,6 +32,9 @@ pub enum MediaCommand {
     Stop,
     /// Send to this address until the caller's own packets show where they come from.
     Remote(SocketAddr),
+    /// The caller put us on hold (`sendonly`/`inactive`, RFC 3264 §8.4): stop sending until
+    /// `Hold(false)`; keys are still heard.
+    Hold(bool),
 }
 
 /// Where a key press came from.
@@ -173,6 +176,7 @@ async fn run(
     let mut rtcp_sink = [0u8; 1500];
     let mut last_heard = Instant::now();
     let mut timeout_reported = false;
+    let mut held = false;
     let late_limit = Duration::from_millis(10);
 
     loop {
@@ -187,7 +191,9 @@ async fn run(
                     stats.packets_late.fetch_add(1, Ordering::Relaxed);
                 }
                 stats.frames_skipped.fetch_add(packet.skipped, Ordering::Relaxed);
-                if let Some(to) = remote {
+                // On hold the schedule still advances (so resuming needs no catch-up burst), but
+                // nothing is sent.
+                if let Some(to) = remote.filter(|_| !held) {
                     // A full socket buffer drops this frame; the next one is 20 ms away.
                     let _ = socket.try_send_to(packet.bytes, to);
                     stats.packets_sent.fetch_add(1, Ordering::Relaxed);
@@ -257,6 +263,12 @@ async fn run(
                     player.queue.clear();
                     player.looping = None;
                     player.reporting = false;
+                }
+                Some(MediaCommand::Hold(hold)) => {
+                    if held && !hold {
+                        sender.start_talkspurt(Instant::now());
+                    }
+                    held = hold;
                 }
                 Some(MediaCommand::Remote(addr)) => {
                     if !latched {
