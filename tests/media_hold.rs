@@ -68,3 +68,35 @@ fn hold_stops_our_rtp_and_unhold_resumes_it() {
     hang_up(&client, &mut leg);
     engine.assert_no_panic();
 }
+
+/// Offerless INVITE (RFC 3264 §4): our 200 carries the offer (PCMU first), the caller answers
+/// in the ACK choosing PCMA — from then on our RTP must be PCMA, sent to the answer's address.
+#[test]
+fn offerless_invite_uses_the_codec_of_the_answer_in_the_ack() {
+    let engine = Engine::start(&[]);
+    let peer = RtpPeer::new();
+    let client = common::sip::SipClient::new(engine.sip_addr());
+    let mut leg = common::sip::CallLeg::new(&client, "490");
+    client.send(leg.invite_with("", None));
+    let ok = client.expect_final(Duration::from_secs(5), "offerless INVITE");
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    assert!(
+        ok.body().contains("RTP/AVP 0 8"),
+        "our offer: {}",
+        ok.body()
+    );
+    leg.take_answer(&ok);
+    let answer = peer.sdp_offer(&[8]);
+    client.send(leg.ack_2xx_for(leg.invite_cseq, Some((SDP, &answer))));
+    assert!(
+        peer.wait_for_packets(10, Duration::from_secs(3)) >= 10,
+        "RTP arrives at the address of the answer in the ACK"
+    );
+    let types: Vec<u8> = peer.packets().iter().skip(2).map(|p| p.pt).collect();
+    assert!(
+        types.iter().all(|&pt| pt == 8),
+        "payload types after the ACK's answer: {types:?}"
+    );
+    hang_up(&client, &mut leg);
+    engine.assert_no_panic();
+}

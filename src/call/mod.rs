@@ -543,6 +543,7 @@ impl CallerLeg {
                         if self.offer.is_none() && !request.body.is_empty() {
                             // Offerless INVITE: the answer comes in the ACK (RFC 3264 §4).
                             self.offer = sdp::parse_offer(&request.body).ok();
+                            self.apply_answer_from_ack();
                         }
                         debug!("ACK received; call confirmed");
                     }
@@ -881,6 +882,28 @@ impl CallerLeg {
                 self.state = LegState::Ending;
             }
             LegState::Rejected | LegState::Ending | LegState::Ended => {}
+        }
+    }
+
+    /// Media started with our first choice (PCMU); the caller's answer may pick PCMA and a
+    /// telephone-event type, and its address.
+    fn apply_answer_from_ack(&mut self) {
+        let (Some(offer), Some(media)) = (&self.offer, &self.media) else {
+            return;
+        };
+        let law = match offer.codecs.first().map(|c| c.1) {
+            Some(sdp::Codec::Pcma) => crate::media::prompts::Law::Alaw,
+            _ => crate::media::prompts::Law::Ulaw,
+        };
+        media.command(MediaCommand::Negotiated {
+            law,
+            telephone_event: offer.telephone_event,
+        });
+        if let Some(ip) = offer.address {
+            media.command(MediaCommand::Remote(std::net::SocketAddr::new(
+                ip,
+                offer.audio_port,
+            )));
         }
     }
 

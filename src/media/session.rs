@@ -35,6 +35,12 @@ pub enum MediaCommand {
     /// The caller put us on hold (`sendonly`/`inactive`, RFC 3264 §8.4): stop sending until
     /// `Hold(false)`; keys are still heard.
     Hold(bool),
+    /// The codec and telephone-event type the caller's answer chose (offerless INVITE: the
+    /// answer comes in the ACK, after media started with our first choice).
+    Negotiated {
+        law: Law,
+        telephone_event: Option<u8>,
+    },
 }
 
 /// Where a key press came from.
@@ -108,6 +114,8 @@ pub fn spawn(port: RtpPort, config: MediaConfig, stats: Arc<MediaStats>) -> Medi
 struct Player {
     law: Law,
     current: Option<Playback>,
+    /// The prompt `current` plays (to re-encode it if the codec changes mid-prompt).
+    current_prompt: Option<Prompt>,
     queue: VecDeque<Prompt>,
     looping: Option<Prompt>,
     /// A `Play` is in progress (so its end must be reported once).
@@ -115,6 +123,21 @@ struct Player {
 }
 
 impl Player {
+    /// Continues the current prompt, at the same frame, in another G.711 law.
+    fn switch_law(&mut self, law: Law) {
+        self.law = law;
+        if let (Some(current), Some(prompt)) = (&self.current, &self.current_prompt) {
+            let played = current.frames_played();
+            let mut again = prompt.playback(law);
+            for _ in 0..played {
+                if again.next_frame().is_none() {
+                    break;
+                }
+            }
+            self.current = Some(again);
+        }
+    }
+
     /// The next frame to send, and whether a `Play` just finished.
     fn next_frame(&mut self, out: &mut [u8; 160]) -> bool {
         loop {
@@ -127,6 +150,7 @@ impl Player {
             }
             if let Some(next) = self.queue.pop_front() {
                 self.current = Some(next.playback(self.law));
+                self.current_prompt = Some(next);
                 continue;
             }
             if let Some(music) = &self.looping {
@@ -136,6 +160,7 @@ impl Player {
                     self.looping = None;
                 } else {
                     self.current = Some(playback);
+                    self.current_prompt = Some(music.clone());
                     continue;
                 }
             }
@@ -156,7 +181,8 @@ async fn run(
     mut commands: mpsc::Receiver<MediaCommand>,
     events: mpsc::Sender<MediaEvent>,
 ) {
-    let law = config.law;
+    let mut law = config.law;
+    let mut telephone_event = config.telephone_event;
     let socket = &port.socket;
     let mut remote = config.remote;
     let mut latched = false;
@@ -164,6 +190,7 @@ async fn run(
     let mut player = Player {
         law,
         current: None,
+        current_prompt: None,
         queue: VecDeque::new(),
         looping: None,
         reporting: false,
@@ -224,7 +251,7 @@ async fn run(
                 }
                 latched = true;
                 let pt = rtp.payload_type();
-                if Some(pt) == config.telephone_event {
+                if Some(pt) == telephone_event {
                     if let Ok(keys) = telephone_events.receive(rtp.timestamp(), rtp.mark(), rtp.payload(), now) {
                         for key in keys {
                             let _ = events.try_send(MediaEvent::Digit(key, DtmfSource::Rfc4733));
@@ -264,6 +291,12 @@ async fn run(
                     player.looping = None;
                     player.reporting = false;
                 }
+                Some(MediaCommand::Negotiated { law: chosen, telephone_event: te }) => {
+                    law = chosen;
+                    player.switch_law(chosen);
+                    sender.set_payload_type(chosen.payload_type());
+                    telephone_event = te;
+                }
                 Some(MediaCommand::Hold(hold)) => {
                     if held && !hold {
                         sender.start_talkspurt(Instant::now());
@@ -296,6 +329,7 @@ mod tests {
         let mut player = Player {
             law: Law::Ulaw,
             current: None,
+            current_prompt: None,
             queue: VecDeque::from(vec![prompt(2, 1000), prompt(1, -1000)]),
             looping: None,
             reporting: true,
@@ -320,6 +354,7 @@ mod tests {
         let mut player = Player {
             law: Law::Alaw,
             current: None,
+            current_prompt: None,
             queue: VecDeque::new(),
             looping: Some(prompt(2, 3000)),
             reporting: false,
