@@ -10,6 +10,7 @@
 //! - [`call`] — one task per call: the caller leg as a B2BUA user-agent server (answer, CANCEL,
 //!   re-INVITE, session timers, BYE from either side, 2xx retransmission until ACK).
 //! - [`media`] — SDP answers and the RTP port pool (prompts, DTMF and the relay come later).
+//! - [`acd`] — the pure ACD: queues, agent states, strategies; `now` in, decisions out, no sockets.
 //! - [`rules`] — the routing rules admins edit (`routing-rules/*.toml`): loading with
 //!   compiler-style errors, calendars and holidays, pure evaluation of facts + time → decision.
 //! - [`events`] — the `CallEvent` bus every call publishes to (metrics, records, dashboard).
@@ -21,6 +22,7 @@
 //! - [`logging`] — tracing set-up (human or JSON lines).
 //! - [`web`] — HTTP: `/healthz` today; metrics, admin API and dashboard later.
 
+pub mod acd;
 pub mod call;
 pub mod config;
 pub mod events;

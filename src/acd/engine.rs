@@ -1,0 +1,681 @@
+//! [`Acd`]: the in-memory ACD — queues, agents and the calls between them.
+//!
+//! After every command the ACD runs one *dispatch*: overflow callers past their max wait or
+//! without logged-in agents, then walk the waiting callers across all queues in order
+//! (priority, then entry time) and give each the agents its queue's strategy picks among the
+//! available, eligible ones. Walking callers globally is what makes an agent in several queues
+//! take the longest-waiting caller across them first.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::agent::{self, AgentEvent, AgentState, LegFailure, PauseReason};
+use super::queue::{self, QueueEntry};
+use super::strategy::{self, Candidate, SplitMix64};
+use super::{AcdDecision, AcdError, AcdStore, CallId, OverflowReason};
+use crate::rules::QueueState;
+use crate::rules::model::{Agent, Queue, Strategy};
+
+/// Tunables that are not (yet) in the rule files.
+#[derive(Debug, Clone)]
+pub struct AcdSettings {
+    /// Consecutive unanswered rings before the agent is paused with [`PauseReason::NoAnswer`].
+    pub max_no_answers: u32,
+    /// An agent whose leg failed for a caller is not offered that caller again for this long
+    /// (other agents are tried first; a lone agent is retried after it).
+    pub retry_after: Duration,
+    /// Seed of the generator behind [`Strategy::Random`].
+    pub seed: u64,
+}
+
+impl Default for AcdSettings {
+    fn default() -> Self {
+        AcdSettings {
+            max_no_answers: 3,
+            retry_after: Duration::from_secs(5),
+            seed: 0x7a65_6e74_7261_6c65,
+        }
+    }
+}
+
+/// Where a call is inside the ACD. Calls that overflowed or ended are no longer known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallStatus {
+    Waiting { queue: String },
+    Ringing { queue: String, agents: Vec<String> },
+    Connected { queue: String, agent: String },
+}
+
+/// Agents of a queue (at its base skill level) by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentCounts {
+    pub logged_out: u32,
+    pub available: u32,
+    pub reserved: u32,
+    pub on_call: u32,
+    pub wrap_up: u32,
+    pub paused: u32,
+    pub unreachable: u32,
+}
+
+/// Read-only figures of one queue, for metrics and the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Callers waiting for an agent (not ringing one).
+    pub waiting: u32,
+    /// Callers whose agent leg rings now.
+    pub ringing: u32,
+    pub longest_wait: Option<Duration>,
+    pub agents: AgentCounts,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct AgentRuntime {
+    pub(super) config: Agent,
+    /// Position in the agent list (linear and round-robin order).
+    pub(super) order: usize,
+    pub(super) state: AgentState,
+    /// When the agent last became free (kept through failed offers).
+    pub(super) idle_since: Instant,
+    pub(super) calls_taken: u64,
+    pub(super) no_answers: u32,
+}
+
+impl AgentRuntime {
+    fn level(&self, skill: &str) -> u8 {
+        self.config.skills.get(skill).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct QueueRuntime {
+    pub(super) config: Queue,
+    last_rr: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum CallRecord {
+    Queued(QueueEntry),
+    Connected { queue: String, agent: String },
+}
+
+/// The in-memory ACD. One owner (the ACD task) holds it; see [`AcdStore`] for the commands.
+#[derive(Debug, Clone)]
+pub struct Acd {
+    settings: AcdSettings,
+    pub(super) queues: BTreeMap<String, QueueRuntime>,
+    pub(super) agents: BTreeMap<String, AgentRuntime>,
+    pub(super) calls: BTreeMap<CallId, CallRecord>,
+    next_seq: u64,
+    rng: SplitMix64,
+}
+
+type Outcome = Result<Vec<AcdDecision>, AcdError>;
+
+impl Acd {
+    /// An ACD for these queues and agents; every agent starts logged out.
+    pub fn new<'a>(
+        queues: impl IntoIterator<Item = &'a Queue>,
+        agents: impl IntoIterator<Item = &'a Agent>,
+        settings: AcdSettings,
+        now: Instant,
+    ) -> Acd {
+        let queues = queues
+            .into_iter()
+            .map(|q| {
+                let runtime = QueueRuntime {
+                    config: q.clone(),
+                    last_rr: None,
+                };
+                (q.id.clone(), runtime)
+            })
+            .collect();
+        let agents = agents
+            .into_iter()
+            .enumerate()
+            .map(|(order, a)| {
+                let runtime = AgentRuntime {
+                    config: a.clone(),
+                    order,
+                    state: AgentState::LoggedOut,
+                    idle_since: now,
+                    calls_taken: 0,
+                    no_answers: 0,
+                };
+                (a.id.clone(), runtime)
+            })
+            .collect();
+        Acd {
+            rng: SplitMix64(settings.seed),
+            settings,
+            queues,
+            agents,
+            calls: BTreeMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    fn agent_mut(&mut self, agent: &str) -> Result<&mut AgentRuntime, AcdError> {
+        self.agents
+            .get_mut(agent)
+            .ok_or_else(|| AcdError::UnknownAgent(agent.to_string()))
+    }
+
+    /// Applies one event to one agent and records the change.
+    fn apply(
+        &mut self,
+        agent: &str,
+        event: &AgentEvent,
+        now: Instant,
+        out: &mut Vec<AcdDecision>,
+    ) -> Result<(), AcdError> {
+        let runtime = self.agent_mut(agent)?;
+        let next =
+            agent::transition(&runtime.state, event, runtime.idle_since, now).map_err(|error| {
+                AcdError::Agent {
+                    agent: agent.to_string(),
+                    error,
+                }
+            })?;
+        if let AgentState::Available { since } = next {
+            runtime.idle_since = since;
+        }
+        if next != runtime.state {
+            runtime.state = next.clone();
+            out.push(AcdDecision::AgentChanged {
+                agent: agent.to_string(),
+                state: next,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `agent` may take a call from `queue` at skill level `level`.
+    fn eligible(agent: &AgentRuntime, queue: &Queue, level: u8) -> bool {
+        agent.level(&queue.skill) >= level
+    }
+
+    fn logged_in_agents(&self, queue: &Queue) -> u32 {
+        let count = self
+            .agents
+            .values()
+            .filter(|a| a.state.is_logged_in() && Self::eligible(a, queue, queue.min_level))
+            .count();
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    fn entries_in<'a>(&'a self, queue: &'a str) -> impl Iterator<Item = &'a QueueEntry> + 'a {
+        self.calls.values().filter_map(move |c| match c {
+            CallRecord::Queued(e) if e.queue == queue => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Removes `agent` from the ringing set of `call` (its leg is over) and, for a failed leg,
+    /// keeps the agent away from this caller for a while.
+    fn end_leg(&mut self, call: CallId, agent: &str, failed: bool, now: Instant) {
+        let retry = self.settings.retry_after;
+        if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
+            entry.ringing.retain(|a| a != agent);
+            if failed {
+                entry.skip.retain(|(a, _)| a != agent);
+                entry.skip.push((agent.to_string(), now + retry));
+            }
+        }
+    }
+
+    fn check_ringing(&self, call: CallId, agent: &str) -> Result<(), AcdError> {
+        match self.calls.get(&call) {
+            None => Err(AcdError::UnknownCall(call)),
+            Some(CallRecord::Queued(e)) if e.ringing.iter().any(|a| a == agent) => Ok(()),
+            Some(_) => Err(AcdError::NotRinging {
+                call,
+                agent: agent.to_string(),
+            }),
+        }
+    }
+
+    /// An agent leg failed: the agent becomes available again (or paused after too many
+    /// no-answers); the caller keeps its place.
+    fn fail_leg(
+        &mut self,
+        call: CallId,
+        agent: &str,
+        failure: LegFailure,
+        now: Instant,
+        out: &mut Vec<AcdDecision>,
+    ) -> Result<(), AcdError> {
+        self.apply(agent, &AgentEvent::LegFailed { call }, now, out)?;
+        self.end_leg(call, agent, true, now);
+        let max = self.settings.max_no_answers;
+        let runtime = self.agent_mut(agent)?;
+        if failure == LegFailure::NoAnswer {
+            runtime.no_answers += 1;
+            if max > 0 && runtime.no_answers >= max {
+                runtime.no_answers = 0;
+                self.apply(agent, &AgentEvent::Pause(PauseReason::NoAnswer), now, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every ring for the agent (it logged out or became unreachable) with a cancel.
+    fn withdraw_ring(
+        &mut self,
+        agent: &str,
+        failed: bool,
+        now: Instant,
+        out: &mut Vec<AcdDecision>,
+    ) {
+        let ringing = self.agents.get(agent).and_then(|a| match a.state {
+            AgentState::Reserved { call, .. } => Some(call),
+            _ => None,
+        });
+        if let Some(call) = ringing {
+            self.end_leg(call, agent, failed, now);
+            out.push(AcdDecision::CancelRing {
+                call,
+                agent: agent.to_string(),
+            });
+        }
+    }
+
+    fn overflow(&mut self, call: CallId, reason: OverflowReason, out: &mut Vec<AcdDecision>) {
+        if let Some(CallRecord::Queued(entry)) = self.calls.remove(&call) {
+            out.push(AcdDecision::Overflow {
+                call,
+                queue: entry.queue,
+                reason,
+            });
+        }
+    }
+
+    /// Overflows callers that may wait no longer, then offers agents to waiting callers.
+    fn dispatch(&mut self, now: Instant, out: &mut Vec<AcdDecision>) {
+        let mut waiting: Vec<&QueueEntry> = self
+            .calls
+            .values()
+            .filter_map(|c| match c {
+                CallRecord::Queued(e) if e.is_waiting() => Some(e),
+                _ => None,
+            })
+            .collect();
+        waiting.sort_by_key(|e| e.order_key());
+        let waiting: Vec<CallId> = waiting.into_iter().map(|e| e.call).collect();
+
+        for call in waiting {
+            let Some(CallRecord::Queued(entry)) = self.calls.get(&call) else {
+                continue;
+            };
+            let Some(queue) = self.queues.get(&entry.queue) else {
+                continue;
+            };
+            let config = &queue.config;
+            let waited = now.saturating_duration_since(entry.entered);
+            if config
+                .max_wait_secs
+                .is_some_and(|max| waited >= Duration::from_secs(max.into()))
+            {
+                self.overflow(call, OverflowReason::MaxWait, out);
+                continue;
+            }
+            if self.logged_in_agents(config) == 0 {
+                self.overflow(call, OverflowReason::NoAgents, out);
+                continue;
+            }
+            let level = queue::min_level(config.min_level, &config.escalation, waited);
+            let next_escalation =
+                queue::next_escalation(config.min_level, &config.escalation, entry.entered, now);
+            let candidates: Vec<Candidate<'_>> = self
+                .agents
+                .iter()
+                .filter(|(id, a)| {
+                    matches!(a.state, AgentState::Available { .. })
+                        && Self::eligible(a, config, level)
+                        && !entry.skips(id, now)
+                })
+                .map(|(id, a)| Candidate {
+                    id,
+                    order: a.order,
+                    idle_since: a.idle_since,
+                    calls_taken: a.calls_taken,
+                })
+                .collect();
+            if candidates.is_empty() {
+                if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
+                    entry.next_escalation = next_escalation;
+                }
+                continue;
+            }
+            let random = if config.strategy == Strategy::Random {
+                self.rng.next_u64()
+            } else {
+                0
+            };
+            let picked: Vec<String> =
+                strategy::pick(config.strategy, &candidates, queue.last_rr, random)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+            let queue_id = entry.queue.clone();
+            let ring_timeout = Duration::from_secs(config.ring_timeout_secs.into());
+            let until = now + ring_timeout;
+            for agent in picked {
+                if self
+                    .apply(&agent, &AgentEvent::Offer { call, until }, now, out)
+                    .is_err()
+                {
+                    continue;
+                }
+                let order = self.agents.get(&agent).map(|a| a.order);
+                if let Some(q) = self.queues.get_mut(&queue_id) {
+                    q.last_rr = order;
+                }
+                if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
+                    entry.ringing.push(agent.clone());
+                }
+                out.push(AcdDecision::Ring {
+                    call,
+                    agent,
+                    queue: queue_id.clone(),
+                    ring_timeout,
+                });
+            }
+        }
+    }
+
+    /// Runs `command`, then a dispatch; a failed command changes nothing and decides nothing.
+    fn command(
+        &mut self,
+        now: Instant,
+        command: impl FnOnce(&mut Acd, &mut Vec<AcdDecision>) -> Result<(), AcdError>,
+    ) -> Outcome {
+        let mut scratch = self.clone();
+        let mut out = Vec::new();
+        command(&mut scratch, &mut out)?;
+        scratch.dispatch(now, &mut out);
+        *self = scratch;
+        Ok(out)
+    }
+}
+
+impl AcdStore for Acd {
+    fn join(&mut self, call: CallId, queue: &str, priority: u8, now: Instant) -> Outcome {
+        let Some(runtime) = self.queues.get(queue) else {
+            return Err(AcdError::UnknownQueue(queue.to_string()));
+        };
+        if self.calls.contains_key(&call) {
+            return Err(AcdError::DuplicateCall(call));
+        }
+        let config = &runtime.config;
+        let refused = if self.logged_in_agents(config) == 0 {
+            Some(OverflowReason::NoAgents)
+        } else if config
+            .max_length
+            .is_some_and(|max| self.entries_in(queue).count() >= max as usize)
+        {
+            Some(OverflowReason::Full)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            return Ok(vec![AcdDecision::Overflow {
+                call,
+                queue: queue.to_string(),
+                reason,
+            }]);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let entry = QueueEntry {
+            call,
+            queue: queue.to_string(),
+            priority,
+            entered: now,
+            seq,
+            ringing: Vec::new(),
+            skip: Vec::new(),
+            next_escalation: None,
+        };
+        self.calls.insert(call, CallRecord::Queued(entry));
+        let mut out = Vec::new();
+        self.dispatch(now, &mut out);
+        Ok(out)
+    }
+
+    fn call_ended(&mut self, call: CallId, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            match acd.calls.remove(&call) {
+                None => return Err(AcdError::UnknownCall(call)),
+                Some(CallRecord::Queued(entry)) => {
+                    for agent in entry.ringing {
+                        acd.apply(&agent, &AgentEvent::OfferWithdrawn { call }, now, out)?;
+                        out.push(AcdDecision::CancelRing { call, agent });
+                    }
+                }
+                Some(CallRecord::Connected { queue, agent }) => {
+                    let queue_wrap = acd.queues.get(&queue).map_or(0, |q| q.config.wrap_up_secs);
+                    let wrap = acd
+                        .agent_mut(&agent)?
+                        .config
+                        .wrap_up_secs
+                        .unwrap_or(queue_wrap);
+                    let wrap_up = Duration::from_secs(wrap.into());
+                    acd.apply(&agent, &AgentEvent::Hangup { call, wrap_up }, now, out)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn answered(&mut self, call: CallId, agent: &str, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.check_ringing(call, agent)?;
+            acd.apply(agent, &AgentEvent::Answered { call }, now, out)?;
+            let runtime = acd.agent_mut(agent)?;
+            runtime.calls_taken += 1;
+            runtime.no_answers = 0;
+            let Some(CallRecord::Queued(entry)) = acd.calls.remove(&call) else {
+                return Err(AcdError::UnknownCall(call));
+            };
+            // Ring-all: the first answer wins, the other phones stop ringing.
+            for other in entry.ringing.iter().filter(|a| *a != agent) {
+                acd.apply(other, &AgentEvent::OfferWithdrawn { call }, now, out)?;
+                out.push(AcdDecision::CancelRing {
+                    call,
+                    agent: other.clone(),
+                });
+            }
+            acd.calls.insert(
+                call,
+                CallRecord::Connected {
+                    queue: entry.queue,
+                    agent: agent.to_string(),
+                },
+            );
+            out.push(AcdDecision::Connected {
+                call,
+                agent: agent.to_string(),
+            });
+            Ok(())
+        })
+    }
+
+    fn leg_failed(
+        &mut self,
+        call: CallId,
+        agent: &str,
+        failure: LegFailure,
+        now: Instant,
+    ) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.check_ringing(call, agent)?;
+            acd.fail_leg(call, agent, failure, now, out)
+        })
+    }
+
+    fn login(&mut self, agent: &str, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.apply(agent, &AgentEvent::Login, now, out)
+        })
+    }
+
+    fn logout(&mut self, agent: &str, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.withdraw_ring(agent, false, now, out);
+            acd.apply(agent, &AgentEvent::Logout, now, out)
+        })
+    }
+
+    fn pause(&mut self, agent: &str, reason: PauseReason, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.apply(agent, &AgentEvent::Pause(reason), now, out)
+        })
+    }
+
+    fn unpause(&mut self, agent: &str, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.apply(agent, &AgentEvent::Unpause, now, out)
+        })
+    }
+
+    fn wrap_up_done(&mut self, agent: &str, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.apply(agent, &AgentEvent::WrapUpDone, now, out)
+        })
+    }
+
+    fn unreachable(&mut self, agent: &str, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.withdraw_ring(agent, true, now, out);
+            acd.apply(agent, &AgentEvent::Unreachable, now, out)
+        })
+    }
+
+    fn reachable(&mut self, agent: &str, now: Instant) -> Outcome {
+        self.command(now, |acd, out| {
+            acd.apply(agent, &AgentEvent::Reachable, now, out)
+        })
+    }
+
+    fn poll(&mut self, now: Instant) -> Vec<AcdDecision> {
+        let mut out = Vec::new();
+        let due: Vec<(String, AgentState)> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| match a.state {
+                AgentState::Reserved { until, .. } | AgentState::WrapUp { until } => until <= now,
+                _ => false,
+            })
+            .map(|(id, a)| (id.clone(), a.state.clone()))
+            .collect();
+        for (agent, state) in due {
+            // Both transitions exist for these states, so errors cannot happen here.
+            let _ = match state {
+                AgentState::Reserved { call, .. } => {
+                    out.push(AcdDecision::CancelRing {
+                        call,
+                        agent: agent.clone(),
+                    });
+                    self.fail_leg(call, &agent, LegFailure::NoAnswer, now, &mut out)
+                }
+                _ => self.apply(&agent, &AgentEvent::WrapUpDone, now, &mut out),
+            };
+        }
+        for record in self.calls.values_mut() {
+            if let CallRecord::Queued(entry) = record {
+                entry.skip.retain(|(_, until)| *until > now);
+            }
+        }
+        self.dispatch(now, &mut out);
+        out
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let agents = self.agents.values().filter_map(|a| match a.state {
+            AgentState::Reserved { until, .. } | AgentState::WrapUp { until } => Some(until),
+            _ => None,
+        });
+        let entries = self.calls.values().filter_map(|c| match c {
+            CallRecord::Queued(e) => Some(e),
+            CallRecord::Connected { .. } => None,
+        });
+        let callers = entries.flat_map(|e| {
+            let config = self.queues.get(&e.queue).map(|q| &q.config);
+            let max_wait = config
+                .and_then(|q| q.max_wait_secs)
+                .filter(|_| e.is_waiting())
+                .map(|secs| e.entered + Duration::from_secs(secs.into()));
+            let escalation = e.next_escalation.filter(|_| e.is_waiting());
+            let skips = e.skip.iter().map(|(_, until)| *until);
+            max_wait.into_iter().chain(escalation).chain(skips)
+        });
+        agents.chain(callers).min()
+    }
+
+    fn agent_state(&self, agent: &str) -> Option<AgentState> {
+        self.agents.get(agent).map(|a| a.state.clone())
+    }
+
+    fn call_status(&self, call: CallId) -> Option<CallStatus> {
+        Some(match self.calls.get(&call)? {
+            CallRecord::Queued(e) if e.is_waiting() => CallStatus::Waiting {
+                queue: e.queue.clone(),
+            },
+            CallRecord::Queued(e) => CallStatus::Ringing {
+                queue: e.queue.clone(),
+                agents: e.ringing.clone(),
+            },
+            CallRecord::Connected { queue, agent } => CallStatus::Connected {
+                queue: queue.clone(),
+                agent: agent.clone(),
+            },
+        })
+    }
+
+    fn queue_stats(&self, queue: &str, now: Instant) -> Option<QueueStats> {
+        let config = &self.queues.get(queue)?.config;
+        let mut stats = QueueStats {
+            waiting: 0,
+            ringing: 0,
+            longest_wait: None,
+            agents: AgentCounts::default(),
+        };
+        for entry in self.entries_in(queue) {
+            if entry.is_waiting() {
+                stats.waiting += 1;
+            } else {
+                stats.ringing += 1;
+            }
+            let waited = now.saturating_duration_since(entry.entered);
+            stats.longest_wait = stats.longest_wait.max(Some(waited));
+        }
+        for agent in self.agents.values() {
+            if !Self::eligible(agent, config, config.min_level) {
+                continue;
+            }
+            let counts = &mut stats.agents;
+            let slot = match agent.state {
+                AgentState::LoggedOut => &mut counts.logged_out,
+                AgentState::Available { .. } => &mut counts.available,
+                AgentState::Reserved { .. } => &mut counts.reserved,
+                AgentState::OnCall { .. } => &mut counts.on_call,
+                AgentState::WrapUp { .. } => &mut counts.wrap_up,
+                AgentState::Paused { .. } => &mut counts.paused,
+                AgentState::Unreachable => &mut counts.unreachable,
+            };
+            *slot += 1;
+        }
+        Some(stats)
+    }
+
+    fn queue_state(&self, queue: &str) -> Option<QueueState> {
+        let config = &self.queues.get(queue)?.config;
+        Some(QueueState {
+            logged_in_agents: self.logged_in_agents(config),
+            waiting_callers: u32::try_from(self.entries_in(queue).count()).unwrap_or(u32::MAX),
+            // No estimate until one can be trusted (position- and staffing-aware).
+            estimated_wait_secs: None,
+        })
+    }
+}
