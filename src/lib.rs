@@ -14,6 +14,8 @@
 //! - [`rules`] — the routing rules admins edit (`routing-rules/*.toml`): loading with
 //!   compiler-style errors, calendars and holidays, pure evaluation of facts + time → decision.
 //! - [`events`] — the `CallEvent` bus every call publishes to (metrics, records, dashboard).
+//! - [`metrics`] — Prometheus metrics at `/metrics`: call events counted by a bus subscriber,
+//!   engine counters (SIP, RTP, reloads, calendars) read at scrape time.
 //! - [`config`] — one [`config::Settings`] from embedded defaults, a TOML file and
 //!   `ZENTRALE_*` environment variables.
 //! - [`reload`] — hot reload of the routing rules (file watch, SIGHUP, API) with atomic swap.
@@ -28,6 +30,7 @@ pub mod config;
 pub mod events;
 pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod reload;
 pub mod rules;
 pub mod server;

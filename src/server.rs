@@ -100,6 +100,13 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         rtp,
         rules.clone(),
     );
+    // Subscribed before the transports run, so no call's first event is missed.
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    tasks.push(tokio::spawn(crate::metrics::run(
+        metrics.clone(),
+        endpoint.events().subscribe(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(crate::reload::watch(
         rules.clone(),
         shutdown.clone(),
@@ -126,6 +133,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     tasks.push(tokio::spawn(crate::web::serve(
         http,
         endpoint.clone(),
+        metrics,
         shutdown.clone(),
     )));
     let transports: Vec<&str> = sip

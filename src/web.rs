@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use std::convert::Infallible;
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,13 +17,21 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt};
 
+use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, EngineSnapshot, Metrics};
 use crate::reload::Trigger;
 use crate::shutdown::{Phase, Shutdown};
 use crate::sip::endpoint::Endpoint;
 
-pub fn router(endpoint: Arc<Endpoint>) -> Router {
+pub fn router(endpoint: Arc<Endpoint>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(health))
+        .route(
+            "/metrics",
+            get(move |State(endpoint): State<Arc<Endpoint>>| {
+                let body = metrics.render(&EngineSnapshot::of(&endpoint));
+                async move { ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body) }
+            }),
+        )
         .route("/api/rules", get(rules_version))
         .route("/api/events", get(call_events))
         .route("/api/rules/reload", post(reload_rules))
@@ -60,8 +68,13 @@ async fn health(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Valu
 }
 
 /// Serves HTTP until the transports close.
-pub async fn serve(listener: TcpListener, endpoint: Arc<Endpoint>, mut shutdown: Shutdown) {
-    let app = router(endpoint);
+pub async fn serve(
+    listener: TcpListener,
+    endpoint: Arc<Endpoint>,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) {
+    let app = router(endpoint, metrics);
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.stopped().await })
         .await;
