@@ -586,8 +586,8 @@ fn unknown_key(
     };
     if let Some(guess) = expected
         .iter()
-        .filter(|candidate| edit_distance(field, candidate) <= 2)
-        .min_by_key(|candidate| edit_distance(field, candidate))
+        .filter(|candidate| strsim::levenshtein(field, candidate) <= 2)
+        .min_by_key(|candidate| strsim::levenshtein(field, candidate))
     {
         message.push_str(&format!(" (did you mean `{guess}`?)"));
     }
@@ -628,24 +628,6 @@ fn allowed_values(key: &str) -> Option<&'static str> {
         "log.level" => "a tracing filter such as \"info\" or \"info,zentrale::sip=debug\"",
         _ => return None,
     })
-}
-
-/// Levenshtein distance, for "did you mean" hints on short key names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
