@@ -5,19 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The end-to-end tests need SIPp (Debian package sip-tester); they fail, never skip, without it.
-if ! command -v sipp >/dev/null 2>&1; then
-    echo "sipp not found: installing the Debian package sip-tester" >&2
+# The end-to-end tests need SIPp (Debian package sip-tester) and the deploy/ checks need
+# promtool (package prometheus); tests fail, never skip, without them.
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if ((${#missing[@]})); then
+    echo "installing the Debian packages ${missing[*]}" >&2
     if [[ $(id -u) -eq 0 ]]; then
         as_root=()
     elif command -v sudo >/dev/null 2>&1; then
         as_root=(sudo)
     else
-        echo "cannot install sip-tester: not root and no sudo; install it by hand" >&2
+        echo "cannot install ${missing[*]}: not root and no sudo; install them by hand" >&2
         exit 1
     fi
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 cargo fmt --check
