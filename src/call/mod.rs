@@ -27,7 +27,7 @@ use crate::rules::{CallFacts, MenuInput};
 use crate::shutdown::Shutdown;
 use crate::sip::endpoint::{Endpoint, LingeringCall};
 use crate::sip::message::{HeaderName, Method, Request, Response, write_response};
-use crate::sip::reply::{ALLOW, SUPPORTED, random_token, reason_phrase, reply};
+use crate::sip::reply::{ALLOW, SUPPORTED, random_token, reason_phrase};
 use crate::sip::transaction::{
     AckDisposition, Action, InviteServer, NonInviteClient, NonInviteServer, Uas2xxRetransmitter,
 };
@@ -277,7 +277,7 @@ impl CallerLeg {
             transport: self.flow.transport_name().into(),
             dialled: self.facts.dialled.clone(),
         });
-        let trying = reply(&self.invite, 100, "Trying", None);
+        let trying = self.response(&self.invite, 100, "Trying");
         self.send_invite_response(now, trying);
 
         if !self.invite.body.is_empty() {
@@ -315,12 +315,12 @@ impl CallerLeg {
             }
             None => {
                 warn!("no free RTP port; widen media.rtp_port_min..rtp_port_max");
-                let retry = config.limits.retry_after_secs.to_string();
+                let retry_after = self.endpoint.retry_after();
                 return self.reject(
                     now,
                     503,
                     "Service Unavailable (no media port)",
-                    &[(HeaderName::Other("Retry-After".into()), retry)],
+                    &[retry_after],
                 );
             }
         }
@@ -371,7 +371,8 @@ impl CallerLeg {
 
     fn answer(&mut self, now: Instant) {
         self.answer_at = None;
-        let response = self.ok_with_sdp(&self.invite.clone(), self.offer.clone().as_ref());
+        self.sdp_version += 1;
+        let response = self.ok_with_sdp(&self.invite, self.offer.as_ref());
         let bytes = write_response(&response);
         if let Some(out) = self.invite_txn.respond(now, 200, bytes.clone()) {
             self.endpoint.send(&self.flow, out);
@@ -390,12 +391,12 @@ impl CallerLeg {
     }
 
     /// A 200 with our SDP (an answer to `offer`, or our offer when the request had none).
-    fn ok_with_sdp(&mut self, request: &Request, offer: Option<&Offer>) -> Response {
-        let mut response = reply(request, 200, "OK", Some(&self.dialog.local_tag));
+    /// Every description we send is a new version (RFC 3264 §8): callers bump `sdp_version`.
+    fn ok_with_sdp(&self, request: &Request, offer: Option<&Offer>) -> Response {
+        let mut response = self.response(request, 200, "OK");
         self.add_common_headers(&mut response);
         self.add_session_timer(&mut response);
         let (ip, port) = (self.endpoint.rtp_pool().ip(), self.rtp_port);
-        self.sdp_version += 1;
         let body = sdp::describe(ip, port, self.sdp_session_id, self.sdp_version, offer);
         response.headers.push(
             HeaderName::ContentType,
@@ -403,6 +404,13 @@ impl CallerLeg {
         );
         response.body = Bytes::from(body);
         response
+    }
+
+    /// A response of this leg: our To tag (where the request had none; never on 100) and our
+    /// Server header.
+    fn response(&self, request: &Request, status: u16, reason: &str) -> Response {
+        self.endpoint
+            .response(request, status, reason, Some(&self.dialog.local_tag))
     }
 
     /// RFC 4028 §9: every 2xx to a session refresh (INVITE or UPDATE) carries the interval.
@@ -432,14 +440,10 @@ impl CallerLeg {
             HeaderName::Supported,
             Bytes::from_static(SUPPORTED.as_bytes()),
         );
-        response.headers.push(
-            HeaderName::Other("Server".into()),
-            Bytes::from(self.endpoint.config().user_agent.clone()),
-        );
     }
 
     fn response_with_tag(&self, status: u16, reason: &str) -> Response {
-        let mut response = reply(&self.invite, status, reason, Some(&self.dialog.local_tag));
+        let mut response = self.response(&self.invite, status, reason);
         self.add_common_headers(&mut response);
         response
     }
@@ -456,16 +460,12 @@ impl CallerLeg {
 
     /// Ends the call before answering with a final non-2xx.
     fn reject(&mut self, now: Instant, status: u16, reason: &str, extra: &[(HeaderName, String)]) {
-        let mut response = reply(&self.invite, status, reason, Some(&self.dialog.local_tag));
+        let mut response = self.response(&self.invite, status, reason);
         for (name, value) in extra {
             response
                 .headers
                 .push(name.clone(), Bytes::from(value.clone()));
         }
-        response.headers.push(
-            HeaderName::Other("Server".into()),
-            Bytes::from(self.endpoint.config().user_agent.clone()),
-        );
         self.send_invite_response(now, response);
         self.rtp = None;
         self.answer_at = None;
@@ -594,7 +594,7 @@ impl CallerLeg {
                 }
             } else {
                 // §14.2: a re-INVITE while another is unacknowledged.
-                let mut response = reply(&request, 500, "Server Internal Error", None);
+                let mut response = self.response(&request, 500, "Server Internal Error");
                 response.headers.push(
                     HeaderName::Other("Retry-After".into()),
                     Bytes::from_static(b"2"),
@@ -631,18 +631,19 @@ impl CallerLeg {
                         self.on_key(key, DtmfSource::SipInfo, now);
                     }
                 }
-                let mut response = reply(&request, 200, "OK", Some(&self.dialog.local_tag));
+                let mut response = self.response(&request, 200, "OK");
                 if request.method == Method::Update {
                     self.arm_session_timer(now);
                     self.add_session_timer(&mut response);
                     if !request.body.is_empty() {
                         match sdp::parse_offer(&request.body) {
                             Ok(offer) => {
+                                self.sdp_version += 1;
                                 response = self.ok_with_sdp(&request, Some(&offer));
                                 self.offer = Some(offer);
                             }
                             Err(_) => {
-                                response = reply(&request, 488, reason_phrase(488), None);
+                                response = self.response(&request, 488, reason_phrase(488));
                             }
                         }
                     }
@@ -650,7 +651,7 @@ impl CallerLeg {
                 self.answer_non_invite(&request, branch, response, &flow, now);
             }
             _ => {
-                let mut response = reply(&request, 405, reason_phrase(405), None);
+                let mut response = self.response(&request, 405, reason_phrase(405));
                 response
                     .headers
                     .push(HeaderName::Allow, Bytes::from_static(ALLOW.as_bytes()));
@@ -689,6 +690,7 @@ impl CallerLeg {
             self.offer = Some(offer.clone());
         }
         self.arm_session_timer(now);
+        self.sdp_version += 1;
         let response = self.ok_with_sdp(&request, offer.as_ref());
         let bytes = write_response(&response);
         self.endpoint.send(&flow, bytes.clone());
@@ -703,14 +705,10 @@ impl CallerLeg {
         &mut self,
         request: &Request,
         branch: Option<String>,
-        mut response: Response,
+        response: Response,
         flow: &Flow,
         now: Instant,
     ) {
-        response.headers.push(
-            HeaderName::Other("Server".into()),
-            Bytes::from(self.endpoint.config().user_agent.clone()),
-        );
         let bytes = write_response(&response);
         let mut txn = NonInviteServer::new(self.endpoint.config().timers, flow.is_reliable());
         if let Some(out) = txn.respond(now, response.status, bytes) {
@@ -724,11 +722,7 @@ impl CallerLeg {
     }
 
     fn in_dialog_response(&self, request: &Request, status: u16, reason: &str) -> Bytes {
-        let mut response = reply(request, status, reason, Some(&self.dialog.local_tag));
-        response.headers.push(
-            HeaderName::Other("Server".into()),
-            Bytes::from(self.endpoint.config().user_agent.clone()),
-        );
+        let response = self.response(request, status, reason);
         write_response(&response)
     }
 
@@ -854,12 +848,12 @@ impl CallerLeg {
     fn hang_up(&mut self, now: Instant, why: &str) {
         match self.state {
             LegState::Early => {
-                let retry = self.endpoint.config().limits.retry_after_secs.to_string();
+                let retry_after = self.endpoint.retry_after();
                 self.reject(
                     now,
                     503,
                     "Service Unavailable (shutting down)",
-                    &[(HeaderName::Other("Retry-After".into()), retry)],
+                    &[retry_after],
                 );
             }
             LegState::Answered | LegState::Confirmed => {

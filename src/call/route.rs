@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::menu::Collect;
@@ -35,7 +34,7 @@ impl CallerLeg {
             // Offerless INVITE: our offer lists PCMU first and telephone-event as 101.
             None => (Law::Ulaw, Some(101), None),
         };
-        let mut handle = session::spawn(
+        let (handle, events) = session::spawn(
             port,
             MediaConfig {
                 law,
@@ -46,7 +45,6 @@ impl CallerLeg {
             },
             self.endpoint.media_stats().clone(),
         );
-        let events = std::mem::replace(&mut handle.events, mpsc::channel(1).1);
         self.media_events = Some(events);
         self.media = Some(handle);
     }

@@ -81,10 +81,9 @@ pub struct MediaConfig {
     pub inband_dtmf: bool,
 }
 
-/// The call's side of its media task.
+/// The call's side of its media task (its events come on the receiver `spawn` returns).
 pub struct MediaHandle {
     commands: mpsc::Sender<MediaCommand>,
-    pub events: mpsc::Receiver<MediaEvent>,
 }
 
 impl MediaHandle {
@@ -99,15 +98,21 @@ const COMMAND_QUEUE: usize = 16;
 const EVENT_QUEUE: usize = 32;
 
 /// Starts the media task; it ends when the handle is dropped, returning the port to the pool.
-pub fn spawn(port: RtpPort, config: MediaConfig, stats: Arc<MediaStats>) -> MediaHandle {
+pub fn spawn(
+    port: RtpPort,
+    config: MediaConfig,
+    stats: Arc<MediaStats>,
+) -> (MediaHandle, mpsc::Receiver<MediaEvent>) {
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
     let span = tracing::Span::current();
     tokio::spawn(run(port, config, stats, command_rx, event_tx).instrument(span));
-    MediaHandle {
-        commands: command_tx,
-        events: event_rx,
-    }
+    (
+        MediaHandle {
+            commands: command_tx,
+        },
+        event_rx,
+    )
 }
 
 /// What is being sent.
@@ -372,7 +377,7 @@ mod tests {
         let port = pool.allocate().expect("port");
         let engine_port = port.port;
         let stats = Arc::new(MediaStats::default());
-        let mut media = spawn(
+        let (_media, mut events) = spawn(
             port,
             MediaConfig {
                 law: Law::Ulaw,
@@ -416,7 +421,7 @@ mod tests {
                 .await
                 .expect("send");
         }
-        let event = tokio::time::timeout(Duration::from_secs(2), media.events.recv())
+        let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
             .await
             .expect("an event");
         assert_eq!(event, Some(MediaEvent::Digit('5', DtmfSource::Rfc4733)));
@@ -428,7 +433,7 @@ mod tests {
             .expect("recv");
         assert_eq!(n, 172);
         assert!(
-            tokio::time::timeout(Duration::from_millis(300), media.events.recv())
+            tokio::time::timeout(Duration::from_millis(300), events.recv())
                 .await
                 .is_err(),
             "no second digit from the retransmitted end packets"

@@ -336,15 +336,8 @@ impl Endpoint {
         flow: Flow,
         rules: Arc<ActiveRules>,
     ) {
-        let retry_after = self.config.limits.retry_after_secs.to_string();
         if !self.shutdown.accepting_calls() {
-            self.respond(
-                &request,
-                503,
-                "Service Unavailable (shutting down)",
-                &[(HeaderName::Other("Retry-After".into()), &retry_after)],
-                &flow,
-            );
+            self.respond_unavailable(&request, "Service Unavailable (shutting down)", &flow);
             return;
         }
         // Check, insert and spawn under the shard lock, so two copies of one INVITE arriving on
@@ -368,13 +361,7 @@ impl Endpoint {
         if self.calls.active.load(Ordering::Relaxed) >= self.config.limits.max_calls {
             drop(map);
             self.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
-            self.respond(
-                &request,
-                503,
-                "Service Unavailable (call limit reached)",
-                &[(HeaderName::Other("Retry-After".into()), &retry_after)],
-                &flow,
-            );
+            self.respond_unavailable(&request, "Service Unavailable (call limit reached)", &flow);
             return;
         }
         let (tx, rx) = mpsc::channel(CALL_QUEUE);
@@ -481,6 +468,35 @@ impl Endpoint {
         lingering.entries.insert(key, entry);
     }
 
+    /// A response to `request` with our Server header; `to_tag` is added where To has none.
+    pub fn response(
+        &self,
+        request: &Request,
+        status: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> Response {
+        let mut response = reply(request, status, reason, to_tag);
+        response.headers.push(
+            HeaderName::Other("Server".into()),
+            Bytes::copy_from_slice(self.config.user_agent.as_bytes()),
+        );
+        response
+    }
+
+    /// `Retry-After` for every 503 we send (overload, shutdown, no media port).
+    pub fn retry_after(&self) -> (HeaderName, String) {
+        (
+            HeaderName::Other("Retry-After".into()),
+            self.config.limits.retry_after_secs.to_string(),
+        )
+    }
+
+    fn respond_unavailable(&self, request: &Request, reason: &str, flow: &Flow) {
+        let (name, value) = self.retry_after();
+        self.respond(request, 503, reason, &[(name, &value)], flow);
+    }
+
     /// Sends a stateless response to `request` along `flow`.
     pub fn respond(
         &self,
@@ -490,17 +506,12 @@ impl Endpoint {
         extra: &[(HeaderName, &str)],
         flow: &Flow,
     ) {
-        let tag = random_token();
-        let mut response = reply(request, status, reason, Some(&tag));
+        let mut response = self.response(request, status, reason, Some(&random_token()));
         for (name, value) in extra {
             response
                 .headers
                 .push(name.clone(), Bytes::copy_from_slice(value.as_bytes()));
         }
-        response.headers.push(
-            HeaderName::Other("Server".into()),
-            Bytes::copy_from_slice(self.config.user_agent.as_bytes()),
-        );
         self.send(flow, write_response(&response));
     }
 }
