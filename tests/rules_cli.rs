@@ -8,25 +8,16 @@ use std::process::{Command, Output};
 
 use common::scratch::ScratchDir;
 
-const PROMPTS: &[&str] = &[
-    "greeting",
-    "menu",
-    "closed_today",
-    "invalid",
-    "no_input",
-    "transfer_general",
-    "closed_hotline",
-    "closed_fundbuero",
-    "offer_general",
-    "holiday",
-    "queue_entry",
-    "queue_full",
-    "queue_wait_long",
-    "goodbye",
-    "music_on_hold",
-    "position_prefix",
-    "position_suffix",
-];
+/// The shipped prompt names (the WAV files in routing-rules/prompts/).
+fn prompt_names() -> Vec<String> {
+    std::fs::read_dir(shipped().join("prompts"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".wav").map(str::to_string)
+        })
+        .collect()
+}
 
 fn zentrale(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zentrale"))
@@ -65,8 +56,7 @@ impl Rules {
             }
         }
         std::fs::create_dir_all(dir.join("prompts")).unwrap();
-        let numbers = (1..=20).map(|n| format!("num_{n}"));
-        for name in PROMPTS.iter().map(|p| p.to_string()).chain(numbers) {
+        for name in prompt_names() {
             std::fs::write(dir.join("prompts").join(format!("{name}.wav")), b"").unwrap();
         }
         Rules { dir }

@@ -13,32 +13,16 @@ use zentrale::rules::explain::parse_at;
 use zentrale::rules::load::Prompts;
 use zentrale::rules::{CallFacts, Decision, MenuInput, Outcome, QueueState, RuleSet, load_sources};
 
-/// The prompt names of the Jena hotline (routing-rules/prompts/).
+/// The prompt names of the Jena hotline: the WAV files in routing-rules/prompts/.
 pub fn prompt_names() -> Vec<String> {
-    let mut names: Vec<String> = [
-        "greeting",
-        "menu",
-        "closed_today",
-        "invalid",
-        "no_input",
-        "transfer_general",
-        "closed_hotline",
-        "closed_fundbuero",
-        "offer_general",
-        "holiday",
-        "queue_entry",
-        "queue_full",
-        "queue_wait_long",
-        "goodbye",
-        "music_on_hold",
-        "position_prefix",
-        "position_suffix",
-    ]
-    .into_iter()
-    .map(str::to_string)
-    .collect();
-    names.extend((1..=20).map(|n| format!("num_{n}")));
-    names
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("routing-rules/prompts");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".wav").map(str::to_string)
+        })
+        .collect()
 }
 
 fn jena() -> RuleSet {
