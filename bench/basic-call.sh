@@ -20,63 +20,9 @@ LOG_LEVEL=${LOG_LEVEL:-info}
 SCENARIO=$ROOT/tests/sipp/uac_basic.xml
 OPTIONS_SCENARIO=$ROOT/tests/sipp/uac_options.xml
 
-command -v sipp >/dev/null || {
-    echo "sipp not found: install the Debian package sip-tester (apt-get install -y sip-tester)" >&2
-    exit 1
-}
-
-if [[ -n ${ZENTRALE_BIN:-} ]]; then
-    BIN=$ZENTRALE_BIN
-else
-    echo "building release binary ..." >&2
-    (cd "$ROOT" && cargo build --release --quiet --bin zentrale)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/zentrale
-fi
-[[ -x $BIN ]] || { echo "no engine binary at $BIN" >&2; exit 1; }
-
-WORK=$(mktemp -d -t zentrale-bench.XXXXXX)
-ENGINE_PID=""
-SIPP_PID=""
-cleanup() {
-    local rc=$?
-    # Only the processes this script started, by pid.
-    [[ -n $SIPP_PID ]] && kill -KILL "$SIPP_PID" 2>/dev/null || true
-    if [[ -n $ENGINE_PID ]]; then
-        kill -TERM "$ENGINE_PID" 2>/dev/null || true
-        for _ in $(seq 1 20); do kill -0 "$ENGINE_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$ENGINE_PID" 2>/dev/null || true
-    fi
-    wait 2>/dev/null || true
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        echo "logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
-# A port free for UDP and TCP on 127.0.0.1, below the kernel's ephemeral range (checked
-# against /proc/net so no helper tool is needed).
-port_in_use() {
-    local hex
-    hex=$(printf ':%04X' "$1")
-    cat /proc/net/udp /proc/net/tcp /proc/net/udp6 /proc/net/tcp6 2>/dev/null \
-        | awk '{print $2}' | grep -q -- "$hex\$"
-}
-USED_PORTS=" "
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 9000))
-        if [[ $USED_PORTS != *" $p "* ]] && ! port_in_use "$p"; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "no free port found" >&2
-    return 1
-}
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 SIP_PORT=$(free_port)
 HTTP_PORT=$(free_port)

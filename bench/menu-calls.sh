@@ -29,68 +29,10 @@ SCENARIO=$ROOT/tests/sipp/uac_basic.xml
 OPTIONS_SCENARIO=$ROOT/tests/sipp/uac_options.xml
 RULES=$ROOT/tests/fixtures/rules-open   # calendars always open: the menu at any hour
 
-command -v sipp >/dev/null || {
-    echo "sipp not found: install the Debian package sip-tester (apt-get install -y sip-tester)" >&2
-    exit 1
-}
+BENCH_NAME=menu-bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 command -v curl >/dev/null || { echo "curl not found" >&2; exit 1; }
-
-if [[ -n ${ZENTRALE_BIN:-} ]]; then
-    BIN=$ZENTRALE_BIN
-else
-    echo "building release binary ..." >&2
-    (cd "$ROOT" && cargo build --release --quiet --bin zentrale)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/zentrale
-fi
-[[ -x $BIN ]] || { echo "no engine binary at $BIN" >&2; exit 1; }
-
-WORK=$(mktemp -d -t zentrale-menu-bench.XXXXXX)
-ENGINE_PID=""
-SIPP_PID=""
-cleanup() {
-    local rc=$?
-    # Only the processes this script started, by pid.
-    [[ -n $SIPP_PID ]] && kill -KILL "$SIPP_PID" 2>/dev/null || true
-    if [[ -n $ENGINE_PID ]]; then
-        kill -TERM "$ENGINE_PID" 2>/dev/null || true
-        for _ in $(seq 1 30); do kill -0 "$ENGINE_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$ENGINE_PID" 2>/dev/null || true
-    fi
-    wait 2>/dev/null || true
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        echo "logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
-port_in_use() {
-    local hex
-    hex=$(printf ':%04X' "$1")
-    cat /proc/net/udp /proc/net/tcp /proc/net/udp6 /proc/net/tcp6 2>/dev/null \
-        | awk '{print $2}' | grep -q -- "$hex\$"
-}
-USED_PORTS=" "
-# A free port (even, with the next LEN-1 ports free too) in 20000-29999, below the ephemeral
-# range and outside the engine's RTP range (30000-49999).
-free_port() {
-    local len=${1:-1} p ok i
-    for _ in $(seq 1 200); do
-        p=$(((20000 + RANDOM % 9000) & ~1))
-        ok=1
-        for ((i = 0; i < len; i++)); do
-            if [[ $USED_PORTS == *" $((p + i)) "* ]] || port_in_use "$((p + i))"; then ok=0; break; fi
-        done
-        if [[ $ok == 1 ]]; then
-            for ((i = 0; i < len; i++)); do USED_PORTS+="$((p + i)) "; done
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "no free port found" >&2
-    return 1
-}
 
 SIP_PORT=$(free_port)
 HTTP_PORT=$(free_port)
