@@ -43,23 +43,8 @@ env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
     "$BIN" serve >"$WORK/engine.log" 2>&1 &
 ENGINE_PID=$!
 
-# Ready when an OPTIONS gets 200 (SIPp exits 0).
-ready=0
-for _ in $(seq 1 30); do
-    kill -0 "$ENGINE_PID" 2>/dev/null || { echo "engine exited:" >&2; tail -20 "$WORK/engine.log" >&2; exit 1; }
-    if (cd "$WORK" && sipp -sf "$OPTIONS_SCENARIO" -s 490 -i 127.0.0.1 -p "$SIPP_PORT" -m 1 \
-        -timeout 1s -timeout_error -nostdin "127.0.0.1:$SIP_PORT" >/dev/null 2>&1); then
-        ready=1
-        break
-    fi
-    sleep 0.5
-done
-[[ $ready == 1 ]] || { echo "engine did not answer OPTIONS within 15 s" >&2; tail -20 "$WORK/engine.log" >&2; exit 1; }
-
+wait_ready
 CLK_TCK=$(getconf CLK_TCK)
-# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat; the
-# command name in field 2 may contain spaces, so cut after its closing parenthesis).
-proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # CPU pressure (PSI): microseconds in which some runnable task waited for a CPU, and the wall
 # clock in microseconds. Their ratio over a run says how saturated the machine was, by us or by
 # neighbours. (/proc/stat's busy/idle ticks are not usable here: in this VM they miss most of

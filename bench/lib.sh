@@ -64,3 +64,24 @@ free_port() {
     echo "no free port found" >&2
     return 1
 }
+
+# Waits until the engine (ENGINE_PID, listening on SIP_PORT) answers an OPTIONS with 200.
+wait_ready() {
+    local _
+    for _ in $(seq 1 30); do
+        kill -0 "$ENGINE_PID" 2>/dev/null || { echo "engine exited:" >&2; tail -20 "$WORK/engine.log" >&2; exit 1; }
+        if (cd "$WORK" && sipp -sf "$ROOT/tests/sipp/uac_options.xml" -s 490 -i 127.0.0.1 \
+            -p "$SIPP_PORT" -m 1 -timeout 1s -timeout_error -nostdin "127.0.0.1:$SIP_PORT" \
+            >/dev/null 2>&1); then
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "engine did not answer OPTIONS within 15 s" >&2
+    tail -20 "$WORK/engine.log" >&2
+    exit 1
+}
+
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat; the
+# command name in field 2 may contain spaces, so cut after its closing parenthesis).
+proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }

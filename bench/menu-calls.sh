@@ -56,20 +56,8 @@ env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
     "$BIN" serve >"$WORK/engine.log" 2>&1 &
 ENGINE_PID=$!
 
-ready=0
-for _ in $(seq 1 30); do
-    kill -0 "$ENGINE_PID" 2>/dev/null || { echo "engine exited:" >&2; tail -20 "$WORK/engine.log" >&2; exit 1; }
-    if (cd "$WORK" && sipp -sf "$OPTIONS_SCENARIO" -s 490 -i 127.0.0.1 -p "$SIPP_PORT" -m 1 \
-        -timeout 1s -timeout_error -nostdin "127.0.0.1:$SIP_PORT" >/dev/null 2>&1); then
-        ready=1
-        break
-    fi
-    sleep 0.5
-done
-[[ $ready == 1 ]] || { echo "engine did not answer OPTIONS within 15 s" >&2; tail -20 "$WORK/engine.log" >&2; exit 1; }
-
+wait_ready
 CLK_TCK=$(getconf CLK_TCK)
-proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # A number field of the /healthz JSON (0 when missing).
 health() {
     curl -s --max-time 2 "http://127.0.0.1:$HTTP_PORT/healthz" \
