@@ -18,7 +18,6 @@ REPEAT=${REPEAT:-2}
 THRESHOLD=${THRESHOLD:-99.9}
 LOG_LEVEL=${LOG_LEVEL:-info}
 SCENARIO=$ROOT/tests/sipp/uac_basic.xml
-OPTIONS_SCENARIO=$ROOT/tests/sipp/uac_options.xml
 
 BENCH_NAME=bench
 # shellcheck source=bench/lib.sh

@@ -26,7 +26,6 @@ LATE_LIMIT=${LATE_LIMIT:-1}
 ECHO=${ECHO:-0}
 LOG_LEVEL=${LOG_LEVEL:-info}
 SCENARIO=$ROOT/tests/sipp/uac_basic.xml
-OPTIONS_SCENARIO=$ROOT/tests/sipp/uac_options.xml
 RULES=$ROOT/tests/fixtures/rules-open   # calendars always open: the menu at any hour
 
 BENCH_NAME=menu-bench
