@@ -38,11 +38,36 @@ pub enum CallEventKind {
         queue: String,
         topic: Option<String>,
     },
+    /// The ACD rings an agent for this caller.
+    Ring {
+        agent: String,
+        queue: String,
+    },
+    /// The caller talks with the agent now.
+    Connected {
+        agent: String,
+    },
+    /// The caller heard its queue position.
+    Announce {
+        position: u32,
+    },
+    /// The caller left the queue: `reason` is full, max_wait, no_agents or key.
+    LeftQueue {
+        queue: String,
+        reason: String,
+    },
     AnnounceAndHangUp {
         topic: Option<String>,
     },
     Ended {
         reason: String,
+    },
+    /// An agent changed state (`call_id` is the call it rings for or talks with, else empty).
+    Agent {
+        agent: String,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
 }
 

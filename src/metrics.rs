@@ -217,7 +217,13 @@ impl Metrics {
             CallEventKind::Menu { menu, .. } => {
                 self.menus.with_label_values(&[menu.as_str()]).inc()
             }
-            CallEventKind::Play { .. } => {}
+            // Agent states are read from the ACD snapshot at scrape time.
+            CallEventKind::Play { .. }
+            | CallEventKind::Agent { .. }
+            | CallEventKind::Ring { .. }
+            | CallEventKind::Connected { .. }
+            | CallEventKind::Announce { .. }
+            | CallEventKind::LeftQueue { .. } => {}
             CallEventKind::Key { source, .. } => {
                 self.keys.with_label_values(&[key_source(source)]).inc()
             }

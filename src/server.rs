@@ -93,13 +93,30 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         settings.media.rtp_port_min,
         settings.media.rtp_port_max,
     );
+    let (acd, acd_handle, acd_commands) = {
+        let active = rules.current();
+        crate::acd::service::AcdService::new(
+            active.rules.queues.values(),
+            active.rules.agents.values(),
+            crate::acd::AcdSettings::default(),
+            active.rules.version.hash.clone(),
+            std::time::Instant::now(),
+        )
+    };
     let endpoint = Endpoint::new(
         config,
         Transports::new(udp.clone()),
         shutdown.clone(),
         rtp,
         rules.clone(),
+        acd_handle,
     );
+    {
+        let events = endpoint.clone();
+        let publish = Arc::new(move |e| events.events().publish(e));
+        // Not in `tasks`: the ACD runs as long as the endpoint (which holds its handle) lives.
+        tokio::spawn(acd.with_events(publish).run(acd_commands));
+    }
     // Subscribed before the transports run, so no call's first event is missed.
     let metrics = Arc::new(crate::metrics::Metrics::new());
     tasks.push(tokio::spawn(crate::metrics::run(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use std::convert::Infallible;
 
 use axum::http::{StatusCode, header};
@@ -35,6 +35,9 @@ pub fn router(endpoint: Arc<Endpoint>, metrics: Arc<Metrics>) -> Router {
         .route("/api/rules", get(rules_version))
         .route("/api/events", get(call_events))
         .route("/api/rules/reload", post(reload_rules))
+        .route("/api/agents", get(agents))
+        .route("/api/queues", get(queues))
+        .route("/api/agents/{agent}/{op}", post(agent_op))
         .with_state(endpoint)
 }
 
@@ -133,4 +136,60 @@ async fn call_events(
         })
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Every agent with its state (the supervisor's view).
+async fn agents(State(endpoint): State<Arc<Endpoint>>) -> Json<Value> {
+    let snapshot = endpoint.acd().snapshot();
+    Json(json!({ "agents": snapshot.agents }))
+}
+
+/// Every queue's live figures: callers waiting and ringing, longest wait, agents by state.
+async fn queues(State(endpoint): State<Arc<Endpoint>>) -> Json<Value> {
+    let snapshot = endpoint.acd().snapshot();
+    Json(json!({ "queues": snapshot.queues }))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct OpBody {
+    reason: Option<String>,
+}
+
+/// `POST /api/agents/{agent}/{login|logout|pause|unpause|ready}`; pause takes an optional
+/// JSON body `{"reason": "…"}`. 200 with the agent's new state; 404 for an unknown agent;
+/// 409 when the state machine refuses (e.g. pausing a logged-out agent).
+async fn agent_op(
+    State(endpoint): State<Arc<Endpoint>>,
+    Path((agent, op)): Path<(String, String)>,
+    body: Option<Json<OpBody>>,
+) -> (StatusCode, Json<Value>) {
+    use crate::acd::AcdError;
+    use crate::acd::service::AgentOp;
+    let reason = body.and_then(|Json(b)| b.reason);
+    let op = match op.as_str() {
+        "login" => AgentOp::Login,
+        "logout" => AgentOp::Logout,
+        "pause" => AgentOp::Pause(reason.unwrap_or_else(|| "pause".into())),
+        "unpause" => AgentOp::Unpause,
+        "ready" => AgentOp::Ready,
+        other => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({
+                    "error": format!("unknown operation `{other}`; use login, logout, pause, unpause or ready")
+                })),
+            );
+        }
+    };
+    match endpoint.acd().agent(&agent, op).await {
+        Ok(view) => (StatusCode::OK, Json(json!({ "agent": view }))),
+        Err(AcdError::UnknownAgent(id)) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no agent `{id}` in agents.toml") })),
+        ),
+        Err(error) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "error": error.to_string() })),
+        ),
+    }
 }

@@ -385,6 +385,23 @@ impl Acd {
     }
 
     /// Runs `command`, then a dispatch; a failed command changes nothing and decides nothing.
+    /// The caller's place in its queue (1 = next; ringing callers count as ahead) and how
+    /// many wait there in all.
+    pub fn position(&self, call: CallId, queue: &str) -> (u32, u32) {
+        let Some(CallRecord::Queued(me)) = self.calls.get(&call) else {
+            return (0, 0);
+        };
+        let key = me.order_key();
+        let (mut ahead, mut total) = (0u32, 0u32);
+        for entry in self.entries_in(queue) {
+            total += 1;
+            if entry.call != call && (!entry.is_waiting() || entry.order_key() < key) {
+                ahead += 1;
+            }
+        }
+        (ahead + 1, total)
+    }
+
     fn command(
         &mut self,
         now: Instant,

@@ -15,6 +15,7 @@
 pub mod agent;
 pub mod engine;
 pub mod queue;
+pub mod service;
 pub mod strategy;
 
 #[cfg(test)]

@@ -61,6 +61,53 @@ impl Dialog {
         }
     }
 
+    /// The dialog a UAC creates from the 2xx to its INVITE (§12.1.2): `local_party` is our
+    /// From without its tag, `invite_cseq` the INVITE's CSeq number.
+    pub fn for_uac(
+        call_id: Bytes,
+        local_party: Bytes,
+        local_tag: String,
+        local_user: String,
+        invite_cseq: u32,
+        response: &crate::sip::message::Response,
+        fallback_target: Bytes,
+    ) -> Dialog {
+        let headers = &response.headers;
+        let remote_target = headers
+            .get(&HeaderName::Contact)
+            .and_then(|c| parse_name_addr(c))
+            .map(|n| Bytes::from(n.uri))
+            .unwrap_or(fallback_target);
+        // The UAC route set is the Record-Route list in reverse (§12.1.2).
+        let mut route_set: Vec<Bytes> = headers
+            .all(&HeaderName::RecordRoute)
+            .flat_map(|v| {
+                split_commas(v)
+                    .into_iter()
+                    .map(Bytes::copy_from_slice)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        route_set.reverse();
+        Dialog {
+            local_tag,
+            call_id,
+            local_party,
+            remote_party: headers.get(&HeaderName::To).cloned().unwrap_or_default(),
+            remote_target,
+            route_set,
+            local_cseq: invite_cseq,
+            remote_cseq: 0,
+            local_user,
+        }
+    }
+
+    /// The ACK for a 2xx (§13.2.2.4): the INVITE's CSeq number, a new branch.
+    pub fn make_ack(&mut self, config: &EndpointConfig, flow: &Flow) -> Bytes {
+        self.local_cseq -= 1;
+        self.make_request(Method::Ack, config, flow)
+    }
+
     /// In-dialog requests must carry increasing CSeq numbers (§12.2.2).
     pub fn accept_remote_cseq(&mut self, cseq: u32) -> bool {
         if cseq <= self.remote_cseq {

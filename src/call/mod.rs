@@ -7,8 +7,10 @@
 //! lock across an await. All timer logic lives in the pure state machines of
 //! [`crate::sip::transaction`]; this task only sleeps until their next deadline.
 
+mod agent;
 mod dialog;
 pub mod menu;
+mod queue;
 mod route;
 
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::acd::CallId;
+use crate::acd::service::AcdNotice;
 use crate::events::{CallEvent, CallEventKind};
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer, SdpError};
@@ -57,6 +61,8 @@ pub struct CallStart {
     pub flow: Flow,
     /// The rules in force at the INVITE; the call keeps them even if they are reloaded.
     pub rules: Arc<ActiveRules>,
+    /// The call's own input channel, for registering its agent legs with the endpoint.
+    pub self_tx: mpsc::WeakSender<CallInput>,
 }
 
 /// Starts the call's task. The endpoint has already registered `rx`'s sender under the Call-ID.
@@ -168,6 +174,16 @@ struct CallerLeg {
     session_deadline: Option<Instant>,
     session_interval: Option<u32>,
     hangup_requested: bool,
+    self_tx: mpsc::WeakSender<CallInput>,
+    /// The topic the rules chose (shown to the agent).
+    topic: Option<String>,
+    /// The call's number in the ACD, once it joined a queue.
+    acd_call: Option<CallId>,
+    acd_notices: Option<mpsc::UnboundedReceiver<AcdNotice>>,
+    /// Waiting in a queue (not yet connected).
+    waiting: Option<queue::Waiting>,
+    agent_legs: Vec<agent::AgentLeg>,
+    connected_agent: Option<String>,
 }
 
 impl CallerLeg {
@@ -214,6 +230,13 @@ impl CallerLeg {
             session_deadline: None,
             session_interval: None,
             hangup_requested: false,
+            self_tx: start.self_tx,
+            topic: None,
+            acd_call: None,
+            acd_notices: None,
+            waiting: None,
+            agent_legs: Vec::new(),
+            connected_agent: None,
         }
     }
 
@@ -221,10 +244,21 @@ impl CallerLeg {
         let mut shutdown: Shutdown = self.endpoint.shutdown();
         self.start(Instant::now());
         let mut media_events: Option<mpsc::Receiver<MediaEvent>> = None;
-        while self.state != LegState::Ended {
+        let mut acd_notices: Option<mpsc::UnboundedReceiver<AcdNotice>> = None;
+        // Agent legs may still be cancelling or saying goodbye after the caller is gone.
+        while self.state != LegState::Ended || self.agent_legs.iter().any(|l| l.busy()) {
             if let Some(events) = self.media_events.take() {
                 media_events = Some(events);
             }
+            if let Some(notices) = self.acd_notices.take() {
+                acd_notices = Some(notices);
+            }
+            let acd_notice = async {
+                match acd_notices.as_mut() {
+                    Some(notices) => notices.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let media_event = async {
                 match media_events.as_mut() {
                     Some(events) => events.recv().await,
@@ -245,12 +279,15 @@ impl CallerLeg {
                 },
                 _ = sleep => self.on_timers(Instant::now()),
                 Some(event) = media_event => self.on_media_event(event, Instant::now()),
+                Some(notice) = acd_notice => self.on_acd_notice(notice, Instant::now()),
                 _ = shutdown.hangup(), if !self.hangup_requested => {
                     self.hangup_requested = true;
                     self.hang_up(Instant::now(), "engine shutting down");
                 }
             }
         }
+        // Whatever happened, the ACD must not keep an agent for this call.
+        self.leave_acd(Instant::now());
         // The RTP port goes back to the pool now (the media task ends with its handle), not when
         // lingering ends.
         self.media = None;
@@ -493,8 +530,26 @@ impl CallerLeg {
                 request,
                 info,
                 flow,
+            } if self.is_agent_leg(&info.call_id) => {
+                self.on_agent_request(request, info, flow, now)
+            }
+            CallInput::Request {
+                request,
+                info,
+                flow,
             } => self.on_request(request, info, flow, now),
-            CallInput::Response { response, .. } => self.on_response(response, now),
+            CallInput::Response { response, .. } => {
+                let call_id = response
+                    .headers
+                    .get(&HeaderName::CallId)
+                    .cloned()
+                    .unwrap_or_default();
+                if self.is_agent_leg(&call_id) {
+                    self.on_agent_response(response, &call_id, now);
+                } else {
+                    self.on_response(response, now);
+                }
+            }
         }
     }
 
@@ -760,6 +815,7 @@ impl CallerLeg {
             self.answer_at,
             self.session_deadline,
             self.step.as_ref().and_then(|s| s.next_deadline()),
+            self.waiting.as_ref().and_then(|w| w.next_position),
         ]
         .into_iter()
         .flatten()
@@ -768,10 +824,13 @@ impl CallerLeg {
                 .iter()
                 .filter_map(|t| t.txn.next_deadline()),
         )
+        .chain(self.agent_legs.iter().filter_map(|l| l.next_deadline()))
         .min()
     }
 
     fn on_timers(&mut self, now: Instant) {
+        self.on_agent_timers(now);
+        self.on_queue_timers(now);
         if self.answer_at.is_some_and(|at| at <= now) && self.state == LegState::Early {
             self.answer(now);
         }
@@ -857,6 +916,7 @@ impl CallerLeg {
                 );
             }
             LegState::Answered | LegState::Confirmed => {
+                self.leave_acd(now);
                 info!(reason = why, "hanging up");
                 self.end_reason = format!("engine hung up: {why}");
                 self.ok_retransmitter = None;
@@ -912,6 +972,7 @@ impl CallerLeg {
     }
 
     fn finish_call(&mut self) {
+        self.leave_acd(Instant::now());
         self.media = None;
         self.step = None;
         self.ok_retransmitter = None;

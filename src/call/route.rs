@@ -49,7 +49,7 @@ impl CallerLeg {
         self.media = Some(handle);
     }
 
-    fn play(&mut self, names: &[String]) {
+    pub(super) fn play(&mut self, names: &[String]) {
         let prompts: Vec<Prompt> = names
             .iter()
             .filter_map(|name| {
@@ -75,7 +75,16 @@ impl CallerLeg {
         if !matches!(self.state, LegState::Answered | LegState::Confirmed) {
             return;
         }
+        self.facts.queues = self.endpoint.acd().snapshot().queue_states();
         let decision = self.rules.rules.evaluate(&self.facts, chrono::Utc::now());
+        self.apply_decision(decision, now);
+    }
+
+    /// Does what the rules decided.
+    pub(super) fn apply_decision(&mut self, decision: crate::rules::Decision, now: Instant) {
+        if decision.topic.is_some() {
+            self.topic = decision.topic.clone();
+        }
         let topic = decision.topic.clone().unwrap_or_default();
         match decision.outcome {
             Outcome::Menu {
@@ -94,7 +103,9 @@ impl CallerLeg {
                 self.step = Some(Collect::start(Duration::from_secs(u64::from(timeout_secs))));
             }
             Outcome::Queue {
-                queue, announce, ..
+                queue,
+                announce,
+                priority,
             } => {
                 self.emit(CallEventKind::Queued {
                     queue: queue.clone(),
@@ -102,12 +113,7 @@ impl CallerLeg {
                 });
                 info!(event = "queue", %queue, %topic, rules_version = %decision.rules_version,
                     "caller queued");
-                let definition = self.rules.rules.queues.get(&queue);
-                let mut prompts = announce;
-                prompts.extend(definition.and_then(|q| q.entry_prompt.clone()));
-                let music = definition.and_then(|q| q.music_on_hold.clone());
-                self.after_playback = AfterPlayback::Hold(music);
-                self.play(&prompts);
+                self.join_queue(&queue, priority, announce, now);
             }
             Outcome::Hangup { announce } | Outcome::NoRoute { announce } => {
                 self.emit(CallEventKind::AnnounceAndHangUp {
@@ -129,7 +135,7 @@ impl CallerLeg {
         }
     }
 
-    fn end_after(&mut self, announce: &[String], now: Instant) {
+    pub(super) fn end_after(&mut self, announce: &[String], now: Instant) {
         if announce.is_empty() {
             self.hang_up(now, "route ends the call");
         } else {
@@ -139,6 +145,9 @@ impl CallerLeg {
     }
 
     pub(super) fn on_key(&mut self, key: char, source: DtmfSource, now: Instant) {
+        if self.waiting.is_some() {
+            return self.on_key_while_waiting(key, now);
+        }
         let Some(step) = self.step.as_mut() else {
             debug!(%key, ?source, "key outside a menu ignored");
             return;

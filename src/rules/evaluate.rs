@@ -99,6 +99,46 @@ impl RuleSet {
     }
 }
 
+impl RuleSet {
+    /// Where the call goes by `action` (a queue's overflow or leave action), for a caller whose
+    /// topic is `topic` and whose menu input is all used up. A topic action checks the routes
+    /// again as in [`RuleSet::evaluate`].
+    pub fn evaluate_action(
+        &self,
+        action: &Action,
+        facts: &CallFacts,
+        topic: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let number = self
+            .number_for(&facts.dialled)
+            .map(|n| n.id.clone())
+            .unwrap_or_default();
+        let mut evaluation = Evaluation {
+            rules: self,
+            facts,
+            now,
+            number,
+            topic,
+            answered: BTreeSet::new(),
+            cursor: facts.inputs.len(),
+            announce: Vec::new(),
+            trail: Vec::new(),
+            calendars: Vec::new(),
+        };
+        let outcome = match evaluation.act(action, 1) {
+            Next::Done(outcome) => outcome,
+            Next::Reroute => evaluation.run(),
+        };
+        Decision {
+            outcome,
+            topic: evaluation.topic,
+            rules_version: self.version.hash.clone(),
+            trail: evaluation.trail,
+        }
+    }
+}
+
 impl<'a> Evaluation<'a> {
     fn step(&mut self, kind: StepKind, text: String) {
         self.trail.push(Step { kind, text });

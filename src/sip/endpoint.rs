@@ -21,6 +21,7 @@ use super::transaction::TimerConfig;
 use super::transport::{Flow, Transports};
 use super::uas::{Verdict, classify};
 use super::validate::{Invalid, RequestInfo, check_request};
+use crate::acd::service::AcdHandle;
 use crate::call::{self, CallInput, CallStart};
 use crate::events::EventBus;
 use crate::media::rtp_ports::RtpPortPool;
@@ -132,6 +133,7 @@ pub struct Endpoint {
     rtp: Arc<RtpPortPool>,
     media_stats: Arc<MediaStats>,
     events: EventBus,
+    acd: AcdHandle,
     pub stats: Stats,
 }
 
@@ -142,8 +144,10 @@ impl Endpoint {
         shutdown: Shutdown,
         rtp: Arc<RtpPortPool>,
         rules: Arc<HotReload<ActiveRules>>,
+        acd: AcdHandle,
     ) -> Arc<Self> {
         Arc::new(Endpoint {
+            acd,
             config,
             rules,
             transports,
@@ -158,6 +162,29 @@ impl Endpoint {
             events: EventBus::default(),
             stats: Stats::default(),
         })
+    }
+
+    pub fn acd(&self) -> &AcdHandle {
+        &self.acd
+    }
+
+    /// Routes messages with an agent leg's Call-ID to the task of the call that placed it.
+    /// Agent legs do not count as calls.
+    pub fn register_leg(&self, call_id: Bytes, tx: mpsc::Sender<CallInput>) {
+        if let Ok(mut map) = self.calls.shard(&call_id).lock() {
+            map.insert(call_id, tx);
+        }
+    }
+
+    pub fn remove_leg(&self, call_id: &Bytes) {
+        if let Ok(mut map) = self.calls.shard(call_id).lock() {
+            map.remove(call_id);
+        }
+    }
+
+    /// Where a registered agent's phone is: its Contact URI and the flow it registered over.
+    pub fn registered_target(&self, _agent: &str) -> Option<(String, Flow)> {
+        None
     }
 
     pub fn config(&self) -> &EndpointConfig {
@@ -365,6 +392,7 @@ impl Endpoint {
             return;
         }
         let (tx, rx) = mpsc::channel(CALL_QUEUE);
+        let self_tx = tx.downgrade();
         map.insert(call_id, tx);
         self.calls.active.fetch_add(1, Ordering::Relaxed);
         drop(map);
@@ -376,6 +404,7 @@ impl Endpoint {
                 info,
                 flow,
                 rules,
+                self_tx,
             },
             rx,
         );

@@ -1,0 +1,595 @@
+//! The ACD's owner: one task holds the pure [`Acd`] and is the only one to change it. Call
+//! tasks and the HTTP API send it [`AcdCommand`]s; it applies each with the current time, then
+//! carries out the decisions: ring and cancel notices go to the call tasks, agent changes to
+//! the event bus, and a fresh [`AcdSnapshot`] is published for the rules, metrics and the API.
+//!
+//! Commands arrive on an unbounded channel: every sender is bounded on its own (a call sends
+//! a handful of commands in its life and `sip.max_calls` bounds the calls; the API is one
+//! request, one command), and a call task must never wait for the ACD.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info};
+
+use super::{
+    Acd, AcdDecision, AcdError, AcdSettings, AcdStore, AgentState, CallId, LegFailure,
+    OverflowReason, PauseReason, QueueStats,
+};
+use crate::events::{CallEvent, CallEventKind};
+use crate::rules::QueueState;
+use crate::rules::model::{Agent, Queue};
+
+/// What the ACD tells one call's task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcdNotice {
+    /// Place the agent leg now. `freed_at` is when the event that let this happen (an agent
+    /// becoming free, a caller joining) reached the ACD, for the dispatch latency figure.
+    Ring {
+        agent: String,
+        queue: String,
+        ring_timeout: Duration,
+        freed_at: Instant,
+    },
+    /// Stop ringing this agent (ring timeout, another agent answered, agent logged out).
+    CancelRing { agent: String },
+    /// The ACD took this agent's answer: bridge the call.
+    Connected { agent: String },
+    /// Leave the queue by its overflow action.
+    Overflow {
+        queue: String,
+        reason: OverflowReason,
+    },
+    /// The answer to [`AcdCommand::Position`]: 1 = next in line.
+    Position { position: u32, waiting: u32 },
+}
+
+/// Operations on an agent (HTTP API, feature codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentOp {
+    Login,
+    Logout,
+    Pause(String),
+    Unpause,
+    /// End wrap-up early ("ready").
+    Ready,
+    /// The phone registered / answered a keep-alive (`true`) or stopped (`false`).
+    Reachable(bool),
+}
+
+pub enum AcdCommand {
+    Join {
+        call: CallId,
+        call_id: String,
+        queue: String,
+        priority: u8,
+        notices: mpsc::UnboundedSender<AcdNotice>,
+    },
+    /// The caller hung up, left by key, or the connected call ended (either side).
+    Ended {
+        call: CallId,
+    },
+    Answered {
+        call: CallId,
+        agent: String,
+    },
+    LegFailed {
+        call: CallId,
+        agent: String,
+        failure: LegFailure,
+    },
+    Position {
+        call: CallId,
+    },
+    Agent {
+        agent: String,
+        op: AgentOp,
+        reply: Option<oneshot::Sender<Result<AgentView, AcdError>>>,
+    },
+}
+
+/// One agent as the API and dashboard show it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    pub state: &'static str,
+    /// Pause reason, if paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The ACD's call number the agent rings for or talks with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
+    /// Seconds in the current state.
+    pub since_secs: u64,
+    pub queues: Vec<String>,
+}
+
+/// One queue's live figures.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+pub struct QueueView {
+    pub waiting: u32,
+    pub ringing: u32,
+    pub longest_wait_secs: f64,
+    pub logged_in: u32,
+    pub available: u32,
+    pub reserved: u32,
+    pub on_call: u32,
+    pub wrap_up: u32,
+    pub paused: u32,
+    pub unreachable: u32,
+    pub logged_out: u32,
+}
+
+/// What everyone else may read without asking the ACD task (swapped after every command).
+#[derive(Debug, Default, Serialize)]
+pub struct AcdSnapshot {
+    pub queues: BTreeMap<String, QueueView>,
+    pub agents: Vec<AgentView>,
+}
+
+impl AcdSnapshot {
+    /// The queue states the rule engine decides with.
+    pub fn queue_states(&self) -> BTreeMap<String, QueueState> {
+        self.queues
+            .iter()
+            .map(|(id, q)| {
+                (
+                    id.clone(),
+                    QueueState {
+                        logged_in_agents: q.logged_in,
+                        waiting_callers: q.waiting + q.ringing,
+                        estimated_wait_secs: None,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Dispatch latency (agent free → ring notice handed to the call task → INVITE on the wire) as
+/// a fixed-bucket histogram cheap enough to record for every ring.
+pub struct Latency {
+    /// Microsecond bucket bounds.
+    bounds: Vec<u64>,
+    counts: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        let bounds: Vec<u64> = vec![
+            10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000,
+            10_000, 25_000, 50_000, 100_000, 1_000_000,
+        ];
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Latency {
+            bounds,
+            counts,
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Latency {
+    pub fn record(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let slot = self.bounds.partition_point(|&b| b < us);
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// (upper bound in seconds, cumulative count) per bucket, +Inf last; and the sum in seconds.
+    pub fn buckets(&self) -> (Vec<(f64, u64)>, f64) {
+        let mut total = 0;
+        let mut out = Vec::with_capacity(self.counts.len());
+        for (i, count) in self.counts.iter().enumerate() {
+            total += count.load(Ordering::Relaxed);
+            let bound = self
+                .bounds
+                .get(i)
+                .map_or(f64::INFINITY, |&b| b as f64 / 1e6);
+            out.push((bound, total));
+        }
+        (out, self.sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
+/// The handle everyone holds: send commands, read the snapshot.
+#[derive(Clone)]
+pub struct AcdHandle {
+    tx: mpsc::UnboundedSender<AcdCommand>,
+    snapshot: Arc<ArcSwap<AcdSnapshot>>,
+    next_call: Arc<AtomicU64>,
+    pub latency: Arc<Latency>,
+}
+
+impl AcdHandle {
+    /// A number for a call about to join (unique for the engine's life).
+    pub fn new_call_id(&self) -> CallId {
+        CallId(self.next_call.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn send(&self, command: AcdCommand) {
+        if self.tx.send(command).is_err() {
+            debug!("ACD stopped; command dropped");
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<AcdSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Applies `op` to `agent` and waits for the result.
+    pub async fn agent(&self, agent: &str, op: AgentOp) -> Result<AgentView, AcdError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(AcdCommand::Agent {
+            agent: agent.to_string(),
+            op,
+            reply: Some(reply),
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(AcdError::UnknownAgent(agent.to_string())))
+    }
+}
+
+struct Waiting {
+    call_id: String,
+    notices: mpsc::UnboundedSender<AcdNotice>,
+}
+
+/// The ACD task's state.
+pub struct AcdService {
+    acd: Acd,
+    agents: BTreeMap<String, Agent>,
+    queues: BTreeMap<String, Queue>,
+    calls: HashMap<CallId, Waiting>,
+    /// When each agent entered its current state (for the API).
+    since: HashMap<String, Instant>,
+    snapshot: Arc<ArcSwap<AcdSnapshot>>,
+    events: Option<Arc<dyn Fn(CallEvent) + Send + Sync>>,
+    rules_version: String,
+}
+
+impl AcdService {
+    /// The ACD for these queues and agents (all logged out) and its handle.
+    pub fn new<'a>(
+        queues: impl IntoIterator<Item = &'a Queue>,
+        agents: impl IntoIterator<Item = &'a Agent>,
+        settings: AcdSettings,
+        rules_version: String,
+        now: Instant,
+    ) -> (AcdService, AcdHandle, mpsc::UnboundedReceiver<AcdCommand>) {
+        let queues: BTreeMap<String, Queue> = queues
+            .into_iter()
+            .map(|q| (q.id.clone(), q.clone()))
+            .collect();
+        let agents: BTreeMap<String, Agent> = agents
+            .into_iter()
+            .map(|a| (a.id.clone(), a.clone()))
+            .collect();
+        let acd = Acd::new(queues.values(), agents.values(), settings, now);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let snapshot = Arc::new(ArcSwap::from_pointee(AcdSnapshot::default()));
+        let handle = AcdHandle {
+            tx,
+            snapshot: snapshot.clone(),
+            next_call: Arc::new(AtomicU64::new(1)),
+            latency: Arc::new(Latency::default()),
+        };
+        let service = AcdService {
+            acd,
+            since: agents.keys().map(|a| (a.clone(), now)).collect(),
+            agents,
+            queues,
+            calls: HashMap::new(),
+            snapshot,
+            events: None,
+            rules_version,
+        };
+        service.publish(now);
+        (service, handle, rx)
+    }
+
+    /// Where agent changes go (the call event bus).
+    pub fn with_events(mut self, publish: Arc<dyn Fn(CallEvent) + Send + Sync>) -> Self {
+        self.events = Some(publish);
+        self
+    }
+
+    /// Runs until every handle is dropped.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AcdCommand>) {
+        loop {
+            let deadline = self.acd.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(command) => {
+                        let now = Instant::now();
+                        self.handle(command, now);
+                        // Take whatever else is waiting before publishing once.
+                        while let Ok(command) = rx.try_recv() {
+                            self.handle(command, Instant::now());
+                        }
+                        self.publish(now);
+                    }
+                    None => break,
+                },
+                _ = sleep => {
+                    let now = Instant::now();
+                    let decisions = self.acd.poll(now);
+                    self.carry_out(decisions, now);
+                    self.publish(now);
+                }
+            }
+        }
+    }
+
+    /// Applies one command (public for tests that drive the service without a runtime).
+    pub fn handle(&mut self, command: AcdCommand, now: Instant) {
+        let result = match command {
+            AcdCommand::Join {
+                call,
+                call_id,
+                queue,
+                priority,
+                notices,
+            } => {
+                self.calls.insert(call, Waiting { call_id, notices });
+                let result = self.acd.join(call, &queue, priority, now);
+                if result.is_err() {
+                    self.calls.remove(&call);
+                }
+                result
+            }
+            AcdCommand::Ended { call } => {
+                let result = self.acd.call_ended(call, now);
+                self.calls.remove(&call);
+                match result {
+                    // Overflowed or never joined: nothing to do.
+                    Err(AcdError::UnknownCall(_)) => Ok(Vec::new()),
+                    other => other,
+                }
+            }
+            AcdCommand::Answered { call, agent } => {
+                let result = self.acd.answered(call, &agent, now);
+                if let Err(AcdError::NotRinging { .. } | AcdError::UnknownCall(_)) = result {
+                    // Too late (the ring timed out or the caller left in the same instant):
+                    // the call task hangs the agent up when it sees no Connected.
+                    if let Some(w) = self.calls.get(&call) {
+                        let _ = w.notices.send(AcdNotice::CancelRing {
+                            agent: agent.clone(),
+                        });
+                    }
+                }
+                result
+            }
+            AcdCommand::LegFailed {
+                call,
+                agent,
+                failure,
+            } => match self.acd.leg_failed(call, &agent, failure, now) {
+                // The ACD already gave up on this leg (ring timeout, caller gone).
+                Err(AcdError::NotRinging { .. } | AcdError::UnknownCall(_)) => Ok(Vec::new()),
+                other => other,
+            },
+            AcdCommand::Position { call } => {
+                self.answer_position(call);
+                Ok(Vec::new())
+            }
+            AcdCommand::Agent { agent, op, reply } => {
+                let result = self.agent_op(&agent, op, now);
+                let answer = match &result {
+                    Ok(_) => self
+                        .agent_view(&agent, now)
+                        .ok_or_else(|| AcdError::UnknownAgent(agent.clone())),
+                    Err(e) => Err(e.clone()),
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+                result
+            }
+        };
+        match result {
+            Ok(decisions) => self.carry_out(decisions, now),
+            Err(error) => debug!(%error, "ACD refused a command"),
+        }
+    }
+
+    fn agent_op(
+        &mut self,
+        agent: &str,
+        op: AgentOp,
+        now: Instant,
+    ) -> Result<Vec<AcdDecision>, AcdError> {
+        let acd = &mut self.acd;
+        match op {
+            AgentOp::Login => acd.login(agent, now),
+            AgentOp::Logout => acd.logout(agent, now),
+            AgentOp::Pause(reason) => acd.pause(agent, PauseReason::Requested(reason), now),
+            AgentOp::Unpause => acd.unpause(agent, now),
+            AgentOp::Ready => acd.wrap_up_done(agent, now),
+            AgentOp::Reachable(true) => match acd.agent_state(agent) {
+                Some(AgentState::Unreachable) => acd.reachable(agent, now),
+                Some(_) => Ok(Vec::new()),
+                None => Err(AcdError::UnknownAgent(agent.to_string())),
+            },
+            AgentOp::Reachable(false) => match acd.agent_state(agent) {
+                Some(AgentState::LoggedOut | AgentState::Unreachable) => Ok(Vec::new()),
+                Some(_) => acd.unreachable(agent, now),
+                None => Err(AcdError::UnknownAgent(agent.to_string())),
+            },
+        }
+    }
+
+    fn answer_position(&self, call: CallId) {
+        let Some(w) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(super::CallStatus::Waiting { queue }) = self.acd.call_status(call) else {
+            return;
+        };
+        let (position, waiting) = self.acd.position(call, &queue);
+        let _ = w.notices.send(AcdNotice::Position { position, waiting });
+    }
+
+    fn notify(&mut self, call: CallId, notice: AcdNotice, now: Instant) {
+        let delivered = self
+            .calls
+            .get(&call)
+            .is_some_and(|w| w.notices.send(notice).is_ok());
+        if !delivered {
+            // The call's task is gone (it ended or crashed): never leave the caller's agent
+            // reserved for a call that no longer exists.
+            self.calls.remove(&call);
+            if let Ok(decisions) = self.acd.call_ended(call, now) {
+                self.carry_out(decisions, now);
+            }
+        }
+    }
+
+    fn carry_out(&mut self, decisions: Vec<AcdDecision>, now: Instant) {
+        for decision in decisions {
+            match decision {
+                AcdDecision::Ring {
+                    call,
+                    agent,
+                    queue,
+                    ring_timeout,
+                } => {
+                    debug!(%call, %agent, %queue, "ring agent");
+                    self.notify(
+                        call,
+                        AcdNotice::Ring {
+                            agent,
+                            queue,
+                            ring_timeout,
+                            freed_at: now,
+                        },
+                        now,
+                    );
+                }
+                AcdDecision::CancelRing { call, agent } => {
+                    self.notify(call, AcdNotice::CancelRing { agent }, now);
+                }
+                AcdDecision::Connected { call, agent } => {
+                    self.notify(call, AcdNotice::Connected { agent }, now);
+                }
+                AcdDecision::Overflow {
+                    call,
+                    queue,
+                    reason,
+                } => {
+                    self.notify(call, AcdNotice::Overflow { queue, reason }, now);
+                    self.calls.remove(&call);
+                }
+                AcdDecision::AgentChanged { agent, state } => {
+                    self.since.insert(agent.clone(), now);
+                    info!(event = "agent", %agent, state = state.name(), "agent state");
+                    if let Some(publish) = &self.events {
+                        let call_id = state
+                            .call()
+                            .and_then(|c| self.calls.get(&c))
+                            .map(|w| w.call_id.clone())
+                            .unwrap_or_default();
+                        publish(CallEvent {
+                            call_id,
+                            at: chrono::Utc::now(),
+                            rules_version: self.rules_version.clone(),
+                            kind: CallEventKind::Agent {
+                                agent,
+                                state: state.name().to_string(),
+                                reason: pause_reason(&state),
+                            },
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn agent_view(&self, id: &str, now: Instant) -> Option<AgentView> {
+        let agent = self.agents.get(id)?;
+        let state = self.acd.agent_state(id)?;
+        let queues = self
+            .queues
+            .values()
+            .filter(|q| {
+                agent
+                    .skills
+                    .get(&q.skill)
+                    .is_some_and(|l| *l >= q.min_level)
+            })
+            .map(|q| q.id.clone())
+            .collect();
+        Some(AgentView {
+            id: id.to_string(),
+            name: agent.name.clone(),
+            state: state.name(),
+            reason: pause_reason(&state),
+            call: state.call().map(|c| c.to_string()),
+            since_secs: self
+                .since
+                .get(id)
+                .map_or(0, |t| now.saturating_duration_since(*t).as_secs()),
+            queues,
+        })
+    }
+
+    fn publish(&self, now: Instant) {
+        let queues = self
+            .queues
+            .keys()
+            .filter_map(|id| {
+                let stats: QueueStats = self.acd.queue_stats(id, now)?;
+                let a = stats.agents;
+                Some((
+                    id.clone(),
+                    QueueView {
+                        waiting: stats.waiting,
+                        ringing: stats.ringing,
+                        longest_wait_secs: stats.longest_wait.map_or(0.0, |d| d.as_secs_f64()),
+                        logged_in: a.available + a.reserved + a.on_call + a.wrap_up + a.paused,
+                        available: a.available,
+                        reserved: a.reserved,
+                        on_call: a.on_call,
+                        wrap_up: a.wrap_up,
+                        paused: a.paused,
+                        unreachable: a.unreachable,
+                        logged_out: a.logged_out,
+                    },
+                ))
+            })
+            .collect();
+        let agents = self
+            .agents
+            .keys()
+            .filter_map(|id| self.agent_view(id, now))
+            .collect();
+        self.snapshot
+            .store(Arc::new(AcdSnapshot { queues, agents }));
+    }
+}
+
+fn pause_reason(state: &AgentState) -> Option<String> {
+    match state {
+        AgentState::Paused {
+            reason: PauseReason::Requested(text),
+        } => Some(text.clone()),
+        AgentState::Paused {
+            reason: PauseReason::NoAnswer,
+        } => Some("no answer".into()),
+        _ => None,
+    }
+}
