@@ -63,6 +63,8 @@ pub struct Sipp {
     call_length_ms: Option<u64>,
     timeout: Duration,
     extra: Vec<String>,
+    port: Option<u16>,
+    trace_messages: bool,
 }
 
 impl Sipp {
@@ -80,6 +82,8 @@ impl Sipp {
             call_length_ms: None,
             timeout: Duration::from_secs(60),
             extra: Vec::new(),
+            port: None,
+            trace_messages: false,
         }
     }
 
@@ -125,6 +129,19 @@ impl Sipp {
     }
 
     /// Any other SIPp option.
+    /// The local SIP port (default: a free one), e.g. for a UAS whose address must be known.
+    pub fn local_port(mut self, port: u16) -> Sipp {
+        self.port = Some(port);
+        self
+    }
+
+    /// Every message SIPp sends and receives, with timestamps, into `messages.log`
+    /// ([`SippProcess::messages`]).
+    pub fn trace_messages(mut self) -> Sipp {
+        self.trace_messages = true;
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Sipp {
         self.extra.push(arg.to_string());
         self
@@ -136,7 +153,7 @@ impl Sipp {
         let scenario = scenario_path(&self.scenario);
         assert!(scenario.is_file(), "no scenario {}", scenario.display());
         let dir = ScratchDir::new("sipp");
-        let port = ports::free_udp_tcp_port();
+        let port = self.port.unwrap_or_else(ports::free_udp_tcp_port);
         let timeout_secs = self.timeout.as_secs().max(1);
 
         let mut args: Vec<String> = vec![
@@ -172,6 +189,13 @@ impl Sipp {
             "-screen_file".into(),
             dir.join("screen.log").display().to_string(),
         ];
+        if self.trace_messages {
+            args.extend([
+                "-trace_msg".into(),
+                "-message_file".into(),
+                dir.join("messages.log").display().to_string(),
+            ]);
+        }
         if let Some(rate) = self.rate {
             args.extend(["-r".into(), format!("{rate}")]);
         }
@@ -221,6 +245,23 @@ impl SippProcess {
         self.child.id()
     }
 
+    /// The message trace so far (with [`Sipp::trace_messages`]).
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.dir.join("messages.log")).unwrap_or_default()
+    }
+
+    /// Asks SIPp to finish (SIGUSR1: stop new calls, end gracefully), then waits.
+    pub fn stop(self) -> SippResult {
+        unsafe extern "C" {
+            fn kill(pid: i32, sig: i32) -> i32;
+        }
+        // SAFETY: kill(2) with our own child's pid and SIGUSR1 (10).
+        unsafe {
+            kill(self.child.id() as i32, 10);
+        }
+        self.wait()
+    }
+
     /// Waits for SIPp to finish (killing it when its time is up) and collects the result.
     pub fn wait(mut self) -> SippResult {
         let mut killed = false;
@@ -257,6 +298,7 @@ impl SippProcess {
             stdout: read_lossy(&self.dir.join("stdout.log")),
             screen: read_lossy(&self.dir.join("screen.log")),
             errors: read_lossy(&self.dir.join("errors.log")),
+            messages: read_lossy(&self.dir.join("messages.log")),
         }
     }
 
@@ -320,6 +362,8 @@ pub struct SippResult {
     pub stdout: String,
     pub screen: String,
     pub errors: String,
+    /// The message trace (empty without [`Sipp::trace_messages`]).
+    pub messages: String,
 }
 
 impl SippResult {
