@@ -198,6 +198,18 @@ impl RtpSender {
         self.payload_type = payload_type;
     }
 
+    /// The sequence number the next packet will carry (for a relay continuing this stream).
+    pub fn next_sequence(&self) -> u16 {
+        self.next_sequence
+    }
+
+    /// The timestamp of the next slot (for a relay continuing this stream).
+    pub fn next_timestamp(&self) -> u32 {
+        let slot = self.schedule.next_slot;
+        self.timestamp_base
+            .wrapping_add(slot.wrapping_mul(TIMESTAMP_STEP) as u32)
+    }
+
     /// When the next packet should be sent: sleep until then, then call [`RtpSender::packet`].
     pub fn next_due(&self) -> Instant {
         self.schedule.next_due()
