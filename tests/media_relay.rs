@@ -175,7 +175,7 @@ impl Call {
         // Packets may reach the task before the command does: send until one comes through.
         let payload = [0x33u8; 160];
         for _ in 0..50 {
-            call.from_caller(caller_law.payload_type(), false, &payload)
+            call.caller_sends(caller_law.payload_type(), false, &payload)
                 .await;
             if let Some(got) = recv(&call.agent, Duration::from_millis(100)).await {
                 assert_eq!(got.from, engine_agent, "sent from the agent-side port");
@@ -186,7 +186,7 @@ impl Call {
         panic!("the bridge never forwarded the caller's audio");
     }
 
-    async fn from_caller(&mut self, pt: u8, marker: bool, payload: &[u8]) -> (u16, u32) {
+    async fn caller_sends(&mut self, pt: u8, marker: bool, payload: &[u8]) -> (u16, u32) {
         let seq = self.caller_seq;
         let ts = u32::from(seq) * 160;
         self.caller_seq += 1;
@@ -198,7 +198,7 @@ impl Call {
         (seq, ts)
     }
 
-    async fn from_agent(&self, pt: u8, seq: u16, payload: &[u8]) {
+    async fn agent_sends(&self, pt: u8, seq: u16, payload: &[u8]) {
         let packet = rtp(
             pt,
             AGENT_SSRC,
@@ -244,7 +244,7 @@ async fn same_codec_relays_both_ways_maps_events_and_holds() {
 
     // Caller → agent: the caller's numbers, our SSRC, PCMU.
     let audio: Vec<u8> = (0..160).map(|n| n as u8).collect();
-    let (seq, ts) = call.from_caller(0, false, &audio).await;
+    let (seq, ts) = call.caller_sends(0, false, &audio).await;
     let got = recv(&call.agent, WAIT).await.expect("at the agent");
     assert_eq!((got.pt, got.seq, got.ts), (0, seq, ts));
     assert_ne!(got.ssrc, CALLER_SSRC, "our own SSRC toward the agent");
@@ -252,16 +252,16 @@ async fn same_codec_relays_both_ways_maps_events_and_holds() {
     let ssrc_to_agent = got.ssrc;
 
     // Comfort noise is dropped; a telephone-event gets the agent's payload type.
-    call.from_caller(13, false, &[40]).await;
+    call.caller_sends(13, false, &[40]).await;
     let key = [5u8, 10, 0, 160];
-    call.from_caller(101, true, &key).await;
+    call.caller_sends(101, true, &key).await;
     let got = recv(&call.agent, WAIT).await.expect("the key at the agent");
     assert_eq!((got.pt, got.marker, got.ssrc), (100, true, ssrc_to_agent));
     assert_eq!(got.payload, key);
 
     // Agent → caller: continues our prompt stream (SSRC, sequence), marker on the first.
     let agent_audio: Vec<u8> = (0..160).map(|n| (n as u8) ^ 0x5A).collect();
-    call.from_agent(0, 7, &agent_audio).await;
+    call.agent_sends(0, 7, &agent_audio).await;
     let (got, last_prompt) = recv_relayed(&call.caller, silence).await;
     let last_prompt = last_prompt.unwrap_or_else(|| call.prompt.clone());
     assert_eq!(got.pt, 0);
@@ -274,31 +274,31 @@ async fn same_codec_relays_both_ways_maps_events_and_holds() {
     assert!(got.marker, "a new talkspurt");
     assert_eq!(got.payload, agent_audio);
     let first = got;
-    call.from_agent(0, 8, &agent_audio).await;
+    call.agent_sends(0, 8, &agent_audio).await;
     let got = recv(&call.caller, WAIT).await.expect("at the caller");
     assert_eq!(got.seq, first.seq.wrapping_add(1));
     assert_eq!(got.ts, first.ts.wrapping_add(160));
     assert!(!got.marker);
     // The agent's key reaches the caller with the caller's event type.
-    call.from_agent(100, 9, &key).await;
+    call.agent_sends(100, 9, &key).await;
     let got = recv(&call.caller, WAIT).await.expect("key at the caller");
     assert_eq!((got.pt, got.payload.as_slice()), (101, key.as_slice()));
 
     // On hold: nothing toward the caller, the caller still reaches the agent.
     call.media.command(MediaCommand::Hold(true));
-    call.from_caller(0, false, &audio).await;
+    call.caller_sends(0, false, &audio).await;
     assert!(
         recv(&call.agent, WAIT).await.is_some(),
         "caller → agent on hold"
     );
     for seq in 10..15 {
-        call.from_agent(0, seq, &agent_audio).await;
+        call.agent_sends(0, seq, &agent_audio).await;
     }
     assert_nothing_relayed(&call.caller, silence, Duration::from_millis(150)).await;
     call.media.command(MediaCommand::Hold(false));
-    call.from_caller(0, false, &audio).await;
+    call.caller_sends(0, false, &audio).await;
     assert!(recv(&call.agent, WAIT).await.is_some());
-    call.from_agent(0, 15, &agent_audio).await;
+    call.agent_sends(0, 15, &agent_audio).await;
     let got = recv(&call.caller, WAIT).await.expect("after hold");
     assert!(got.marker, "resuming starts a talkspurt");
     assert_eq!(
@@ -335,7 +335,7 @@ async fn pcmu_caller_and_pcma_agent_are_transcoded_sample_by_sample() {
 
     // Every µ-law code (the 160 of one packet, then the rest).
     for codes in [(0..160).collect::<Vec<u8>>(), (160..=255).collect()] {
-        call.from_caller(0, false, &codes).await;
+        call.caller_sends(0, false, &codes).await;
         let got = recv(&call.agent, WAIT).await.expect("at the agent");
         assert_eq!(got.pt, 8, "the agent's law");
         assert_eq!(got.payload.len(), codes.len());
@@ -353,14 +353,14 @@ async fn pcmu_caller_and_pcma_agent_are_transcoded_sample_by_sample() {
         }
     }
     // The agent has no telephone-events: the caller's key is dropped, audio after it is not.
-    call.from_caller(101, true, &[1, 10, 0, 160]).await;
-    call.from_caller(0, false, &[0xFF; 160]).await;
+    call.caller_sends(101, true, &[1, 10, 0, 160]).await;
+    call.caller_sends(0, false, &[0xFF; 160]).await;
     let got = recv(&call.agent, WAIT).await.expect("audio at the agent");
     assert_eq!((got.pt, got.payload[0]), (8, Law::Alaw.silence()));
 
     // A-law from the agent reaches the caller as µ-law.
     let alaw: Vec<u8> = (0..160).map(|n| (n as u8).wrapping_mul(3)).collect();
-    call.from_agent(8, 1, &alaw).await;
+    call.agent_sends(8, 1, &alaw).await;
     let (got, _) = recv_relayed(&call.caller, Law::Ulaw.silence()).await;
     assert_eq!(got.pt, 0);
     for (&a, &u) in alaw.iter().zip(&got.payload) {
@@ -390,7 +390,7 @@ async fn a_silent_caller_still_times_out_and_a_silent_agent_breaks_nothing() {
     .await;
     // The agent never sends; the caller keeps reaching it.
     for _ in 0..3 {
-        call.from_caller(8, false, &[0xD5; 160]).await;
+        call.caller_sends(8, false, &[0xD5; 160]).await;
         assert!(recv(&call.agent, WAIT).await.is_some());
     }
     // Then the caller goes silent.

@@ -469,6 +469,24 @@ mod tests {
     }
 
     #[test]
+    fn next_sequence_and_timestamp_are_what_the_next_packet_carries() {
+        let t0 = Instant::now();
+        let mut sender = RtpSender::with_initial_state(0, t0, 1, 65_535, u32::MAX - 159);
+        for _ in 0..3 {
+            let (seq, ts) = (sender.next_sequence(), sender.next_timestamp());
+            let now = sender.next_due();
+            let packet = sender.packet(now, &frame(0));
+            assert_eq!((packet.sequence, packet.timestamp), (seq, ts));
+        }
+        // After a pause the timestamp of the slot current now, as the next packet will carry.
+        sender.start_talkspurt(t0 + Duration::from_secs(1) + 5 * MS);
+        let (seq, ts) = (sender.next_sequence(), sender.next_timestamp());
+        let packet = sender.packet(t0 + Duration::from_secs(1) + 5 * MS, &frame(0));
+        assert_eq!((packet.sequence, packet.timestamp), (seq, ts));
+        assert_eq!(ts, (u32::MAX - 159).wrapping_add(50 * 160));
+    }
+
+    #[test]
     fn payload_type_follows_the_codec() {
         let t0 = Instant::now();
         let mut sender = RtpSender::with_initial_state(0, t0, 5, 0, 0);
