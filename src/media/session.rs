@@ -548,6 +548,7 @@ async fn relay(
     }
 }
 
+/// Counts one relayed packet.
 fn count(stats: &MediaStats, transcoded: bool) {
     stats.packets_relayed.fetch_add(1, Ordering::Relaxed);
     if transcoded {
