@@ -294,6 +294,8 @@ pub struct EngineSnapshot {
     pub rtp_late: u64,
     pub rtp_received: u64,
     pub rtp_frames_skipped: u64,
+    pub rtp_relayed: u64,
+    pub rtp_transcoded: u64,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub rules_version: String,
@@ -319,6 +321,8 @@ impl EngineSnapshot {
             rtp_late: media.packets_late.load(Ordering::Relaxed),
             rtp_received: media.packets_received.load(Ordering::Relaxed),
             rtp_frames_skipped: media.frames_skipped.load(Ordering::Relaxed),
+            rtp_relayed: media.packets_relayed.load(Ordering::Relaxed),
+            rtp_transcoded: media.relay_transcoded.load(Ordering::Relaxed),
             reloads_ok: endpoint.rules().reloads_ok.load(Ordering::Relaxed),
             reloads_failed: endpoint.rules().reloads_failed.load(Ordering::Relaxed),
             rules_version: rules.rules.version.hash.clone(),
@@ -334,7 +338,7 @@ impl EngineSnapshot {
 
     fn families(&self) -> Vec<MetricFamily> {
         let mut out = Vec::new();
-        let plain: [(&str, &str, u64); 11] = [
+        let plain: [(&str, &str, u64); 13] = [
             (
                 "zentrale_sip_requests_received_total",
                 "SIP requests received (parsed or refused as malformed).",
@@ -379,6 +383,16 @@ impl EngineSnapshot {
                 "zentrale_rtp_frames_skipped_total",
                 "Audio frames skipped to catch up after the sender fell behind.",
                 self.rtp_frames_skipped,
+            ),
+            (
+                "zentrale_rtp_packets_relayed_total",
+                "RTP packets relayed between callers and agents (both directions).",
+                self.rtp_relayed,
+            ),
+            (
+                "zentrale_rtp_packets_transcoded_total",
+                "Relayed RTP packets transcoded between µ-law and A-law.",
+                self.rtp_transcoded,
             ),
             (
                 "zentrale_events_published_total",
@@ -620,6 +634,8 @@ mod tests {
             rtp_late: 7,
             rtp_received: 450,
             rtp_frames_skipped: 0,
+            rtp_relayed: 900,
+            rtp_transcoded: 300,
             reloads_ok: 5,
             reloads_failed: 2,
             rules_version: "abc123".into(),
@@ -636,6 +652,8 @@ mod tests {
             ("zentrale_rtp_packets_sent_total", 500.0),
             ("zentrale_rtp_packets_late_total", 7.0),
             ("zentrale_rtp_packets_received_total", 450.0),
+            ("zentrale_rtp_packets_relayed_total", 900.0),
+            ("zentrale_rtp_packets_transcoded_total", 300.0),
             ("zentrale_rules_reloads_total{result=\"ok\"}", 5.0),
             ("zentrale_rules_reloads_total{result=\"failed\"}", 2.0),
             ("zentrale_rules_info{version=\"abc123\"}", 1.0),

@@ -1,10 +1,12 @@
-//! Media: SDP offer/answer ([`sdp`]) and the RTP port pool ([`rtp_ports`]). Prompts, DTMF and
-//! the caller⇄agent relay come with the voice-menu and ACD work.
+//! Media: SDP offer/answer ([`sdp`]), the RTP port pool ([`rtp_ports`]), one task per call
+//! ([`session`]) that plays prompts, hears keys and, once an agent answers, relays RTP between
+//! caller and agent ([`relay`]).
 
 pub mod dtmf;
 pub mod g711;
 pub mod pacer;
 pub mod prompts;
+pub mod relay;
 pub mod rtp_ports;
 pub mod sdp;
 pub mod session;

@@ -198,6 +198,18 @@ impl RtpSender {
         self.payload_type = payload_type;
     }
 
+    /// The sequence number the next packet will carry (for a relay continuing this stream).
+    pub fn next_sequence(&self) -> u16 {
+        self.next_sequence
+    }
+
+    /// The timestamp of the next slot (for a relay continuing this stream).
+    pub fn next_timestamp(&self) -> u32 {
+        let slot = self.schedule.next_slot;
+        self.timestamp_base
+            .wrapping_add(slot.wrapping_mul(TIMESTAMP_STEP) as u32)
+    }
+
     /// When the next packet should be sent: sleep until then, then call [`RtpSender::packet`].
     pub fn next_due(&self) -> Instant {
         self.schedule.next_due()
@@ -454,6 +466,24 @@ mod tests {
         assert_eq!(packet.due, t0 + 20 * MS);
         assert_eq!(packet.late_by, Duration::ZERO);
         assert_eq!(sender.next_due(), t0 + 40 * MS);
+    }
+
+    #[test]
+    fn next_sequence_and_timestamp_are_what_the_next_packet_carries() {
+        let t0 = Instant::now();
+        let mut sender = RtpSender::with_initial_state(0, t0, 1, 65_535, u32::MAX - 159);
+        for _ in 0..3 {
+            let (seq, ts) = (sender.next_sequence(), sender.next_timestamp());
+            let now = sender.next_due();
+            let packet = sender.packet(now, &frame(0));
+            assert_eq!((packet.sequence, packet.timestamp), (seq, ts));
+        }
+        // After a pause the timestamp of the slot current now, as the next packet will carry.
+        sender.start_talkspurt(t0 + Duration::from_secs(1) + 5 * MS);
+        let (seq, ts) = (sender.next_sequence(), sender.next_timestamp());
+        let packet = sender.packet(t0 + Duration::from_secs(1) + 5 * MS, &frame(0));
+        assert_eq!((packet.sequence, packet.timestamp), (seq, ts));
+        assert_eq!(ts, (u32::MAX - 159).wrapping_add(50 * 160));
     }
 
     #[test]

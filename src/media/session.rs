@@ -5,6 +5,28 @@
 //! It is separate from the call's signalling task so a burst of SIP work never delays a frame,
 //! and the call's logic (menu, routing) never waits on a socket. Both talk through small
 //! bounded channels.
+//!
+//! # Bridged to an agent
+//! [`MediaCommand::Bridge`] hands the task the agent's port; from then on it plays nothing and
+//! relays instead (the per-packet work is in [`super::relay`]). Every RTP packet from the caller
+//! goes out of the agent's port to the agent, every packet from the agent out of the caller's
+//! port to the caller, each side learning the other's address from its packets (symmetric RTP).
+//! There is no way back to prompts: a bridge lasts until the handle is dropped, which returns
+//! both ports to the pool. While bridged:
+//! - `Play`, `Loop` and `Stop` are ignored (the call task sends none); the prompt that was
+//!   playing is cut off without a [`MediaEvent::PlaybackFinished`].
+//! - `Hold(true)` stops forwarding toward the caller (the agent's packets are dropped); the
+//!   caller's packets still reach the agent. `Hold(false)` resumes with a talkspurt marker and
+//!   no sequence gap.
+//! - `Negotiated` and `Remote` keep their meaning for the caller's side.
+//! - Another `Bridge` replaces the agent (the old port goes back to the pool); the caller's
+//!   stream continues with a marker.
+//! - Keys are not reported as [`MediaEvent::Digit`]: they are passed through to the agent (as
+//!   telephone-events mapped to the agent's payload type, or as the audio itself), who is the
+//!   one to hear them now. An agent without telephone-events does not get RFC 4733 keys.
+//! - [`MediaEvent::RtpTimeout`] still reports a caller that went silent; an agent that sends
+//!   nothing only means nothing is forwarded to the caller.
+//! - RTCP on either port is accepted and ignored, as before; none is forwarded.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,6 +41,7 @@ use super::dtmf::{DtmfDetector, TelephoneEventReceiver};
 use super::g711;
 use super::pacer::RtpSender;
 use super::prompts::{Law, Playback, Prompt};
+use super::relay::{Codecs, Rewriter};
 use super::rtp_ports::RtpPort;
 
 /// What the call asks of its media.
@@ -41,6 +64,32 @@ pub enum MediaCommand {
         law: Law,
         telephone_event: Option<u8>,
     },
+    /// An agent answered: stop playing and relay RTP between the caller and this agent (see
+    /// the module notes).
+    Bridge(Bridge),
+}
+
+/// The agent's side of a bridge, from the agent's SDP answer.
+pub struct Bridge {
+    /// The agent-side port, from the same pool as the caller's; the media task owns it now.
+    pub port: RtpPort,
+    /// Where to send until the agent's own packets show where they come from.
+    pub remote: SocketAddr,
+    /// The agent's codec.
+    pub law: Law,
+    /// The agent's RFC 4733 payload type, if any.
+    pub telephone_event: Option<u8>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("port", &self.port.port)
+            .field("remote", &self.remote)
+            .field("law", &self.law)
+            .field("telephone_event", &self.telephone_event)
+            .finish()
+    }
 }
 
 /// Where a key press came from.
@@ -68,6 +117,10 @@ pub struct MediaStats {
     pub packets_late: AtomicU64,
     pub packets_received: AtomicU64,
     pub frames_skipped: AtomicU64,
+    /// Packets forwarded between caller and agent, both directions.
+    pub packets_relayed: AtomicU64,
+    /// Relayed packets whose audio was transcoded between µ-law and A-law.
+    pub relay_transcoded: AtomicU64,
 }
 
 pub struct MediaConfig {
@@ -97,7 +150,8 @@ impl MediaHandle {
 const COMMAND_QUEUE: usize = 16;
 const EVENT_QUEUE: usize = 32;
 
-/// Starts the media task; it ends when the handle is dropped, returning the port to the pool.
+/// Starts the media task; it ends when the handle is dropped, returning the port (and a bridged
+/// agent's port) to the pool.
 pub fn spawn(
     port: RtpPort,
     config: MediaConfig,
@@ -211,7 +265,7 @@ async fn run(
     let mut held = false;
     let late_limit = Duration::from_millis(10);
 
-    loop {
+    let bridge = loop {
         let due = tokio::time::Instant::from_std(sender.next_due());
         tokio::select! {
             biased;
@@ -313,11 +367,193 @@ async fn run(
                         remote = Some(addr);
                     }
                 }
-                None => break,
+                Some(MediaCommand::Bridge(bridge)) => break Some(bridge),
+                None => break None,
             },
         }
+    };
+    if let Some(bridge) = bridge {
+        let caller = CallerSide {
+            port,
+            remote,
+            latched,
+            codecs: Codecs {
+                law,
+                telephone_event,
+            },
+            held,
+            last_heard,
+            timeout_reported,
+            rtp_timeout: config.rtp_timeout,
+        };
+        relay(caller, bridge, &sender, &stats, commands, events).await;
     }
-    drop(port);
+}
+
+/// The caller's side as the prompt loop leaves it to the relay.
+struct CallerSide {
+    port: RtpPort,
+    remote: Option<SocketAddr>,
+    latched: bool,
+    codecs: Codecs,
+    held: bool,
+    last_heard: Instant,
+    timeout_reported: bool,
+    rtp_timeout: Duration,
+}
+
+/// The largest datagram relayed; larger ones are dropped (G.711 at 20 ms is 172 bytes).
+const RELAY_BUFFER: usize = 2048;
+
+/// Relays between the caller and the agent until the handle is dropped (module notes).
+/// `sender` is the prompt stream toward the caller, which the relayed stream continues.
+async fn relay(
+    caller: CallerSide,
+    bridge: Bridge,
+    sender: &RtpSender,
+    stats: &MediaStats,
+    mut commands: mpsc::Receiver<MediaCommand>,
+    events: mpsc::Sender<MediaEvent>,
+) {
+    let CallerSide {
+        port,
+        mut remote,
+        mut latched,
+        codecs: mut caller_codecs,
+        mut held,
+        mut last_heard,
+        mut timeout_reported,
+        rtp_timeout,
+    } = caller;
+    let mut agent_codecs = Codecs {
+        law: bridge.law,
+        telephone_event: bridge.telephone_event,
+    };
+    let mut agent_remote = bridge.remote;
+    let mut agent = bridge.port;
+    debug!(agent_port = agent.port, %agent_remote, "bridged");
+    let mut to_agent = Rewriter::new(rand::random(), caller_codecs, agent_codecs);
+    let mut to_caller = Rewriter::continuing(
+        sender.ssrc(),
+        sender.next_sequence(),
+        sender.next_timestamp(),
+        agent_codecs,
+        caller_codecs,
+    );
+    // One allocation per bridge, reused for every packet.
+    let mut buffers = vec![0u8; 3 * RELAY_BUFFER];
+    let (from_caller, rest) = buffers.split_at_mut(RELAY_BUFFER);
+    let (from_agent, out) = rest.split_at_mut(RELAY_BUFFER);
+    let mut caller_rtcp = [0u8; 1500];
+    let mut agent_rtcp = [0u8; 1500];
+    // Reset only when it fires (to the last packet's deadline) or after a reported timeout, not
+    // once per packet.
+    let deadline = |heard: Instant| tokio::time::Instant::from_std(heard + rtp_timeout);
+    let timeout = tokio::time::sleep_until(deadline(last_heard));
+    tokio::pin!(timeout);
+
+    loop {
+        tokio::select! {
+            // Commands first, so a `Hold` already queued applies to the next packet; then the
+            // caller before the agent (at 50 packets a second each, neither waits for long).
+            biased;
+            command = commands.recv() => match command {
+                Some(MediaCommand::Play(_) | MediaCommand::Loop(_) | MediaCommand::Stop) => {
+                    debug!("prompt command ignored while bridged");
+                }
+                Some(MediaCommand::Remote(addr)) => {
+                    if !latched {
+                        remote = Some(addr);
+                    }
+                }
+                Some(MediaCommand::Hold(hold)) => {
+                    if held && !hold {
+                        to_caller.resume();
+                    }
+                    held = hold;
+                }
+                Some(MediaCommand::Negotiated { law, telephone_event }) => {
+                    caller_codecs = Codecs { law, telephone_event };
+                    to_agent.set_from(caller_codecs);
+                    to_caller.set_to(caller_codecs);
+                }
+                Some(MediaCommand::Bridge(bridge)) => {
+                    agent_codecs = Codecs {
+                        law: bridge.law,
+                        telephone_event: bridge.telephone_event,
+                    };
+                    agent_remote = bridge.remote;
+                    // The old agent's port goes back to the pool here.
+                    agent = bridge.port;
+                    debug!(agent_port = agent.port, %agent_remote, "bridged to another agent");
+                    to_agent = Rewriter::new(rand::random(), caller_codecs, agent_codecs);
+                    to_caller.set_from(agent_codecs);
+                    to_caller.new_source();
+                }
+                None => break,
+            },
+            received = port.socket.recv_from(from_caller) => {
+                let Ok((n, from)) = received else { continue };
+                let packet = &from_caller[..n];
+                if rtp_rs::RtpReader::new(packet).is_err() {
+                    continue; // not RTP (e.g. STUN or junk): ignore
+                }
+                stats.packets_received.fetch_add(1, Ordering::Relaxed);
+                last_heard = Instant::now();
+                if timeout_reported {
+                    timeout_reported = false;
+                    timeout.as_mut().reset(deadline(last_heard));
+                }
+                if remote != Some(from) {
+                    debug!(%from, "RTP source latched");
+                    remote = Some(from);
+                }
+                latched = true;
+                if let Some(forward) = to_agent.rewrite(packet, out) {
+                    // A full socket buffer drops this packet, as for prompts.
+                    let _ = agent.socket.try_send_to(&out[..forward.len], agent_remote);
+                    count(stats, forward.transcoded);
+                }
+            }
+            received = agent.socket.recv_from(from_agent) => {
+                let Ok((n, from)) = received else { continue };
+                let packet = &from_agent[..n];
+                if rtp_rs::RtpReader::new(packet).is_err() {
+                    continue;
+                }
+                // Symmetric RTP toward the agent too.
+                if agent_remote != from {
+                    debug!(%from, "agent RTP source latched");
+                    agent_remote = from;
+                }
+                let Some(to) = remote.filter(|_| !held) else { continue };
+                if let Some(forward) = to_caller.rewrite(packet, out) {
+                    let _ = port.socket.try_send_to(&out[..forward.len], to);
+                    count(stats, forward.transcoded);
+                }
+            }
+            // RTCP reports are accepted and ignored, on both sides.
+            _ = port.rtcp.recv_from(&mut caller_rtcp) => {}
+            _ = agent.rtcp.recv_from(&mut agent_rtcp) => {}
+            () = &mut timeout, if !timeout_reported => {
+                let due = deadline(last_heard);
+                if tokio::time::Instant::now() >= due {
+                    timeout_reported = true;
+                    let _ = events.try_send(MediaEvent::RtpTimeout);
+                } else {
+                    timeout.as_mut().reset(due);
+                }
+            }
+        }
+    }
+}
+
+/// Counts one relayed packet.
+fn count(stats: &MediaStats, transcoded: bool) {
+    stats.packets_relayed.fetch_add(1, Ordering::Relaxed);
+    if transcoded {
+        stats.relay_transcoded.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
