@@ -254,6 +254,9 @@ pub struct AcdService {
     snapshot: Arc<ArcSwap<AcdSnapshot>>,
     events: Option<Arc<dyn Fn(CallEvent) + Send + Sync>>,
     rules_version: String,
+    /// The ACD's clock origin, for logging instants (`acd_us`) that tests and operators can
+    /// compare exactly.
+    started: Instant,
 }
 
 impl AcdService {
@@ -291,6 +294,7 @@ impl AcdService {
             snapshot,
             events: None,
             rules_version,
+            started: now,
         };
         service.publish(now);
         (service, handle, rx)
@@ -496,7 +500,8 @@ impl AcdService {
                 }
                 AcdDecision::AgentChanged { agent, state } => {
                     self.since.insert(agent.clone(), now);
-                    info!(event = "agent", %agent, state = state.name(), "agent state");
+                    let acd_us = now.saturating_duration_since(self.started).as_micros() as u64;
+                    info!(event = "agent", %agent, state = state.name(), acd_us, "agent state");
                     if let Some(publish) = &self.events {
                         let call_id = state
                             .call()

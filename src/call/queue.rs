@@ -217,7 +217,7 @@ impl CallerLeg {
         self.end_agent_legs(now);
     }
 
-    /// Bridges the caller's media with the agent's.
+    /// Bridges the caller's media with the agent's (RTP relay through the engine).
     pub(super) fn bridge_media(
         &mut self,
         port: crate::media::rtp_ports::RtpPort,
@@ -225,9 +225,19 @@ impl CallerLeg {
         _now: Instant,
     ) {
         let Some(media) = &self.media else { return };
-        media.command(MediaCommand::Stop);
-        // The relay arrives with the media relay work; until then the port is released.
-        drop(port);
-        let _ = answer;
+        let law = match answer.codecs.first().map(|c| c.1) {
+            Some(crate::media::sdp::Codec::Pcma) => crate::media::prompts::Law::Alaw,
+            _ => crate::media::prompts::Law::Ulaw,
+        };
+        let Some(ip) = answer.address else {
+            debug!("agent SDP without a connection address; relay waits for its first packet");
+            return;
+        };
+        media.command(MediaCommand::Bridge(crate::media::session::Bridge {
+            port,
+            remote: std::net::SocketAddr::new(ip, answer.audio_port),
+            law,
+            telephone_event: answer.telephone_event,
+        }));
     }
 }

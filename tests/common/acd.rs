@@ -256,8 +256,8 @@ impl Capture {
         }
     }
 
-    /// Stops the capture; returns packets counted by destination port.
-    pub fn stop(mut self) -> BTreeMap<u16, u64> {
+    /// Stops the capture; returns the UDP packets as (destination port, payload).
+    pub fn stop(mut self) -> Vec<(u16, Vec<u8>)> {
         unsafe extern "C" {
             fn kill(pid: i32, sig: i32) -> i32;
         }
@@ -283,12 +283,12 @@ impl Drop for Capture {
     }
 }
 
-/// Counts UDP packets per destination port in a classic pcap file (Ethernet or Linux SLL
-/// framing, IPv4).
-fn udp_destinations(data: &[u8]) -> BTreeMap<u16, u64> {
-    let mut counts = BTreeMap::new();
+/// The UDP packets of a classic pcap file (Ethernet or Linux SLL framing, IPv4) as
+/// (destination port, UDP payload).
+pub fn udp_destinations(data: &[u8]) -> Vec<(u16, Vec<u8>)> {
+    let mut packets = Vec::new();
     if data.len() < 24 {
-        return counts;
+        return packets;
     }
     let little = data[0] == 0xd4;
     let u32_at = |b: &[u8]| {
@@ -323,7 +323,17 @@ fn udp_destinations(data: &[u8]) -> BTreeMap<u16, u64> {
             continue;
         };
         let dst = u16::from_be_bytes([udp[2], udp[3]]);
-        *counts.entry(dst).or_insert(0) += 1;
+        packets.push((dst, ip.get(ihl + 8..).unwrap_or(&[]).to_vec()));
     }
-    counts
+    packets
+}
+
+/// The RTP payloads (after a 12-byte header) of the audio packets in a pcap file.
+pub fn rtp_payloads(pcap: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(pcap).unwrap_or_else(|e| panic!("read {}: {e}", pcap.display()));
+    udp_destinations(&data)
+        .into_iter()
+        .filter(|(_, p)| p.len() > 12)
+        .map(|(_, p)| p[12..].to_vec())
+        .collect()
 }

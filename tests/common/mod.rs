@@ -17,7 +17,9 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod acd;
 pub mod engine;
+pub mod http;
 pub mod logs;
 pub mod ports;
 pub mod rtp;

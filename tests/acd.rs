@@ -1,0 +1,246 @@
+//! The ACD end to end: callers choose a topic by RFC 2833 key, wait in the department queue
+//! and are connected to an agent's phone, with the talk audio relayed through the engine.
+//! Callers and agents' phones are SIPp; what the phones saw (their message traces) and what
+//! went over the wire (tcpdump on loopback) is what the tests check.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use common::acd::{self, Capture};
+use common::engine::Engine;
+use common::http;
+use common::logs::{self, JSON_LOG};
+use common::ports;
+use common::sipp::{Sipp, SippProcess};
+
+const TALK_PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
+
+fn dtmf_pcap(key: char) -> String {
+    format!(
+        "{}/tests/fixtures/dtmf/dtmf_2833_{key}.pcap",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn talk_pcap() -> String {
+    assert!(
+        Path::new(TALK_PCAP).is_file(),
+        "{TALK_PCAP} missing: install the Debian package sip-tester (apt-get install -y sip-tester)"
+    );
+    TALK_PCAP.to_string()
+}
+
+/// An agent's phone: SIPp UAS on `port`, media on `media_port`, answering after `ring_ms`.
+fn agent_phone(engine: &Engine, port: u16, media_port: u16, ring_ms: u32) -> SippProcess {
+    Sipp::new("uas_agent.xml", engine.sip_addr())
+        .local_port(port)
+        .calls(1000)
+        .timeout(Duration::from_secs(150))
+        .trace_messages()
+        .arg("-mp")
+        .arg(&media_port.to_string())
+        .arg("-key")
+        .arg("ring_ms")
+        .arg(&ring_ms.to_string())
+        .arg("-key")
+        .arg("talk_pcap")
+        .arg(&talk_pcap())
+        .spawn()
+}
+
+fn login(engine: &Engine, agent: &str) {
+    let (status, body) =
+        http::post_json(engine.http_addr(), &format!("/api/agents/{agent}/login"), None);
+    assert_eq!(status, 200, "login {agent}: {body}");
+    assert_eq!(body["agent"]["state"], "available", "{body}");
+}
+
+/// Shorter wrap-up so a test's agents take the next call soon.
+const QUICK_WRAP_UP: [(&str, &str, &str); 2] = [
+    ("queues.toml", "wrap_up_secs = 30", "wrap_up_secs = 1"),
+    ("queues.toml", "wrap_up_secs = 60", "wrap_up_secs = 1"),
+];
+
+/// Acceptance 1: 4 agents, 40 callers over 60 s choosing topics by RFC 2833 key. Every caller
+/// reaches an agent with the right skill, no phone ever has two calls, the longest-idle agent
+/// is rung first, and talk audio flows both ways through the relay.
+#[test]
+fn forty_callers_reach_agents_with_the_right_skill() {
+    let phone_ports: Vec<u16> = (0..4).map(|_| ports::free_udp_tcp_port()).collect();
+    let phone_media: Vec<u16> = (0..4).map(|_| ports::free_udp_block(4)).collect();
+    // a1, a2 serve Bürgerservice and Führerschein; a3, a4 Mängelmelder and Fundbüro.
+    let skills = [
+        "buergerservice = 5, fuehrerschein = 5",
+        "buergerservice = 5, fuehrerschein = 5",
+        "maengelmelder = 5, fundbuero = 5",
+        "maengelmelder = 5, fundbuero = 5",
+    ];
+    let agents: String = (0..4)
+        .map(|i| acd::static_agent(&format!("a{}", i + 1), skills[i], phone_ports[i]))
+        .collect();
+    let rules = acd::rules_dir(&agents, &QUICK_WRAP_UP);
+    let rules_dir = rules.path().display().to_string();
+    let engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &rules_dir)]);
+
+    let phones: Vec<SippProcess> = (0..4)
+        .map(|i| agent_phone(&engine, phone_ports[i], phone_media[i], 300))
+        .collect();
+    for i in 1..=4 {
+        login(&engine, &format!("a{i}"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Callers: one SIPp per topic key, 10 calls each, one every 6 s.
+    let topics = [
+        ('1', "buergerservice"),
+        ('2', "fuehrerschein"),
+        ('3', "maengelmelder"),
+        ('4', "fundbuero"),
+    ];
+    let caller_media: Vec<u16> = (0..4).map(|_| ports::free_udp_block(4)).collect();
+    let mut watched: Vec<u16> = phone_media.clone();
+    watched.extend(&caller_media);
+    let capture = Capture::start(&watched);
+    let callers: Vec<SippProcess> = topics
+        .iter()
+        .zip(&caller_media)
+        .map(|(&(key, _), media)| {
+            Sipp::new("uac_queue_call.xml", engine.sip_addr())
+                .calls(10)
+                .rate(1.0)
+                .arg("-rp")
+                .arg("6000")
+                .timeout(Duration::from_secs(120))
+                .arg("-mp")
+                .arg(&media.to_string())
+                .arg("-key")
+                .arg("dtmf_pcap")
+                .arg(&dtmf_pcap(key))
+                .arg("-key")
+                .arg("pre_ms")
+                .arg("1000")
+                .arg("-key")
+                .arg("wait_ms")
+                .arg("500")
+                .arg("-key")
+                .arg("talk_pcap")
+                .arg(&talk_pcap())
+                .arg("-key")
+                .arg("post_ms")
+                .arg("3000")
+                .spawn()
+        })
+        .collect();
+    for caller in callers {
+        caller.wait().assert_all_successful(10);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let packets = capture.stop();
+    let traces: Vec<String> = phones.into_iter().map(|p| p.stop().messages).collect();
+
+    // From the phones' side: 40 answered calls, each for a queue the agent has the skill for,
+    // never two at once.
+    let mut answered = 0;
+    for (i, trace) in traces.iter().enumerate() {
+        let agent = format!("a{}", i + 1);
+        let calls = acd::agent_calls(trace);
+        acd::assert_never_two_calls(&agent, &calls);
+        for call in calls.iter().filter(|c| c.answered) {
+            answered += 1;
+            let queue = call.queue.clone().unwrap_or_default();
+            assert!(
+                skills[i].contains(&format!("{queue} =")),
+                "{agent} (skills {}) got a call for queue `{queue}`",
+                skills[i]
+            );
+            assert!(
+                call.display.contains(" – "),
+                "the agent's display shows queue and caller: {}",
+                call.display
+            );
+        }
+    }
+    assert_eq!(answered, 40, "answered calls seen by the phones");
+
+    // From the engine: every caller was connected, to an agent of its queue.
+    let events = logs::events(&engine);
+    let connected: BTreeMap<String, String> = events
+        .iter()
+        .filter(|e| e.is_event("connected"))
+        .map(|e| {
+            (
+                e.call_id.clone().unwrap_or_default(),
+                e.field("agent").unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(connected.len(), 40, "callers connected to an agent");
+
+    assert_longest_idle_first(&events);
+
+    // Talk audio both ways: the agents' phones heard the callers' recording and the callers
+    // heard the agents' (the same PCMA file on both sides, relayed without transcoding).
+    let talk: BTreeSet<Vec<u8>> = acd::rtp_payloads(Path::new(TALK_PCAP))
+        .into_iter()
+        .collect();
+    let talk_packets_to = |ports: &[u16]| {
+        packets
+            .iter()
+            .filter(|(dst, p)| ports.contains(dst) && p.len() > 12 && talk.contains(&p[12..]))
+            .count()
+    };
+    let to_agents = talk_packets_to(&phone_media);
+    let to_callers = talk_packets_to(&caller_media);
+    // Each call has ~3 s of talk from the caller and ~3 s from the agent (150 packets each).
+    assert!(
+        to_agents >= 40 * 50,
+        "caller → agent talk packets on the wire: {to_agents}"
+    );
+    assert!(
+        to_callers >= 40 * 50,
+        "agent → caller talk packets on the wire: {to_callers}"
+    );
+    engine.assert_no_panic();
+}
+
+/// Replays the ACD's agent events: whenever an agent is rung, no other agent of the same pair
+/// was available for longer (`acd_us` is the ACD's clock when the state began; agents freed
+/// in the same instant tie).
+fn assert_longest_idle_first(events: &[logs::LogEvent]) {
+    let pair = |agent: &str| match agent {
+        "a1" | "a2" => 0,
+        _ => 1,
+    };
+    let mut available_since: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rings = 0;
+    for event in events.iter().filter(|e| e.is_event("agent")) {
+        let agent = event.field("agent").unwrap_or_default();
+        let state = event.field("state").unwrap_or_default();
+        let at: u64 = event
+            .field("acd_us")
+            .and_then(|t| t.parse().ok())
+            .expect("agent events carry acd_us");
+        if state == "available" {
+            available_since.insert(agent, at);
+            continue;
+        }
+        let since = available_since.remove(&agent);
+        if state == "reserved" {
+            rings += 1;
+            let mine = since.expect("a rung agent was available");
+            for (other, other_since) in &available_since {
+                if pair(other) == pair(&agent) {
+                    assert!(
+                        *other_since >= mine,
+                        "{agent} (free since {mine} µs) was rung while {other} had been free \
+                         longer (since {other_since} µs)"
+                    );
+                }
+            }
+        }
+    }
+    assert!(rings >= 40, "agent rings seen: {rings}");
+}
