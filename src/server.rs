@@ -11,8 +11,9 @@ use crate::config::{Settings, Transport};
 use crate::media::rtp_ports::RtpPortPool;
 use crate::reload::HotReload;
 use crate::rules::active::ActiveRules;
-use crate::shutdown::{Phase, ShutdownController};
+use crate::shutdown::{Phase, Shutdown, ShutdownController};
 use crate::sip::endpoint::{Endpoint, EndpointConfig, Limits};
+use crate::sip::registrar::{Registrar, RegistrarConfig};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{Transports, bind_udp, run_tcp, run_udp};
 
@@ -93,18 +94,29 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         settings.media.rtp_port_min,
         settings.media.rtp_port_max,
     );
+    let registrar = Arc::new(Registrar::new(RegistrarConfig {
+        realm: sip.realm.clone(),
+        min_expires_secs: sip.register_min_expires_secs,
+        max_expires_secs: sip.register_max_expires_secs,
+        nonce_lifetime: Duration::from_secs(sip.nonce_lifetime_secs),
+    }));
     let endpoint = Endpoint::new(
         config,
         Transports::new(udp.clone()),
         shutdown.clone(),
         rtp,
         rules.clone(),
+        registrar.clone(),
     );
     // Subscribed before the transports run, so no call's first event is missed.
     let metrics = Arc::new(crate::metrics::Metrics::new());
     tasks.push(tokio::spawn(crate::metrics::run(
         metrics.clone(),
         endpoint.events().subscribe(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(purge_registrations(
+        registrar,
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(crate::reload::watch(
@@ -173,6 +185,23 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     }
     info!("zentrale stopped");
     Ok(())
+}
+
+/// How often expired registrations are removed (and announced as unregistered).
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Removes expired registrations every [`PURGE_INTERVAL`] until the engine stops.
+async fn purge_registrations(registrar: Arc<Registrar>, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                registrar.purge_expired(std::time::Instant::now());
+            }
+            _ = shutdown.stopped() => return,
+        }
+    }
 }
 
 /// Waits until no call is left or `limit` passes; true if no call is left.

@@ -1,8 +1,9 @@
 //! The SIP endpoint: every received message runs to completion here, on the transport task that
 //! received it. Out-of-dialog requests that do not start a call (OPTIONS, REGISTER, rejections)
 //! are answered statelessly (RFC 3261 §8.2.7 allows it for non-INVITE; for a rejected INVITE
-//! the peer's retransmission simply gets the same answer again). Everything with the Call-ID of
-//! a running call goes to that call's task through a bounded channel.
+//! the peer's retransmission simply gets the same answer again); REGISTER is answered by the
+//! [`Registrar`]. Everything with the Call-ID of a running call goes to that call's task
+//! through a bounded channel.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use super::message::{HeaderName, Message, Method, ParseError, Request, Response, write_response};
+use super::registrar::Registrar;
 use super::reply::{ALLOW, random_token, reason_phrase, reply};
 use super::transaction::TimerConfig;
 use super::transport::{Flow, Transports};
@@ -132,6 +134,7 @@ pub struct Endpoint {
     rtp: Arc<RtpPortPool>,
     media_stats: Arc<MediaStats>,
     events: EventBus,
+    registrar: Arc<Registrar>,
     pub stats: Stats,
 }
 
@@ -142,6 +145,7 @@ impl Endpoint {
         shutdown: Shutdown,
         rtp: Arc<RtpPortPool>,
         rules: Arc<HotReload<ActiveRules>>,
+        registrar: Arc<Registrar>,
     ) -> Arc<Self> {
         Arc::new(Endpoint {
             config,
@@ -156,6 +160,7 @@ impl Endpoint {
             rtp,
             media_stats: Arc::new(MediaStats::default()),
             events: EventBus::default(),
+            registrar,
             stats: Stats::default(),
         })
     }
@@ -182,6 +187,11 @@ impl Endpoint {
 
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    /// Agents' registrations (bindings, and changes for the ACD).
+    pub fn registrar(&self) -> &Arc<Registrar> {
+        &self.registrar
     }
 
     pub fn media_stats(&self) -> &Arc<MediaStats> {
@@ -326,6 +336,21 @@ impl Endpoint {
                 self.respond(&request, status, &reason, &extra, &flow);
             }
             Verdict::NewCall => self.start_call(request, info, flow, active),
+            Verdict::Register => {
+                let reply = self.registrar.handle_register(
+                    &request,
+                    &info,
+                    &flow,
+                    &active.rules.agents,
+                    Instant::now(),
+                );
+                let extra: Vec<(HeaderName, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.as_str()))
+                    .collect();
+                self.respond(&request, reply.status, &reply.reason, &extra, &flow);
+            }
         }
     }
 
