@@ -90,9 +90,7 @@ pub enum DigestError {
 /// case-insensitive, values token or quoted-string, in any order.
 pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
     let value = value.trim();
-    let scheme_end = value
-        .find(|c: char| c == ' ' || c == '\t')
-        .unwrap_or(value.len());
+    let scheme_end = value.find([' ', '\t']).unwrap_or(value.len());
     if !value[..scheme_end].eq_ignore_ascii_case("digest") {
         return Err(DigestError::NotDigest);
     }
