@@ -7,7 +7,8 @@
 //! `ZENTRALE_LOG__FORMAT=json`. List settings are comma-separated:
 //! `ZENTRALE_SIP__NUMBERS=490,03641490`, `ZENTRALE_SIP__TRANSPORTS=udp`. Values stay strings until
 //! they are read into their field, so dialled numbers keep a leading `0` or `+`. Unknown keys and
-//! unknown `ZENTRALE_*` variables fail start-up.
+//! unknown `ZENTRALE_*` variables fail start-up, except `ZENTRALE_…_PASSWORD` without `__`: those
+//! are agents' passwords (`password_env` in the rules), read by the registrar.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,14 @@ pub struct SipSettings {
     pub user_agent: String,
     /// Ringing time (180) before the engine answers a call, milliseconds; 0 answers at once.
     pub answer_delay_ms: u64,
+    /// Digest realm for agents' REGISTERs (a `password_ha1` in the rules is made with it).
+    pub realm: String,
+    /// Shortest registration accepted, seconds; shorter gets 423 with Min-Expires.
+    pub register_min_expires_secs: u32,
+    /// Longest registration granted, seconds; longer ones are shortened to this.
+    pub register_max_expires_secs: u32,
+    /// How long a Digest nonce is good for, seconds; older ones get a challenge with stale=true.
+    pub nonce_lifetime_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -336,6 +345,23 @@ impl Settings {
             !sip.user_agent.is_empty() && !sip.user_agent.chars().any(char::is_control),
             "sip.user_agent must not be empty or contain control characters".into(),
         );
+        check(
+            !sip.realm.is_empty() && !sip.realm.chars().any(|c| c.is_control() || c == '"'),
+            "sip.realm must not be empty or contain control characters or quotes".into(),
+        );
+        check(
+            sip.register_min_expires_secs >= 1
+                && sip.register_min_expires_secs <= sip.register_max_expires_secs,
+            format!(
+                "sip.register_min_expires_secs must be >= 1 and <= sip.register_max_expires_secs \
+                 (register_min_expires_secs is {}, register_max_expires_secs is {})",
+                sip.register_min_expires_secs, sip.register_max_expires_secs
+            ),
+        );
+        check(
+            sip.nonce_lifetime_secs >= 1,
+            "sip.nonce_lifetime_secs must be >= 1 (is 0)".into(),
+        );
         let media = &self.media;
         check(
             media.rtp_port_min > 0
@@ -389,6 +415,9 @@ impl EnvOverrides {
             else {
                 continue;
             };
+            if is_agent_password_var(&name) {
+                continue;
+            }
             let segments: Vec<String> = rest
                 .split(ENV_SEPARATOR)
                 .map(str::to_ascii_lowercase)
@@ -424,6 +453,12 @@ impl EnvOverrides {
         }
         Ok(Self(map))
     }
+}
+
+/// `ZENTRALE_AGENT1_PASSWORD` and the like: an agent's password for the registrar (the rules'
+/// `password_env`), not a setting.
+fn is_agent_password_var(name: &str) -> bool {
+    name.ends_with("_PASSWORD") && !name.contains(ENV_SEPARATOR)
 }
 
 impl config::Source for EnvOverrides {
@@ -793,6 +828,9 @@ mod tests {
         );
         assert!(msg.contains("did you mean `sip`?"), "{msg}");
         assert!(msg.contains("ZENTRALE_<SECTION>__<KEY>"), "{msg}");
+        // Agents' passwords for the registrar are no settings and no mistake.
+        let settings = load_env(&[("ZENTRALE_AGENT1_PASSWORD", "secret")]).expect("loads");
+        assert_eq!(settings.sip.realm, "zentrale");
         // One underscore instead of two, no key, odd characters: not a setting name.
         for name in [
             "ZENTRALE_SIP_LISTEN",

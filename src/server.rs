@@ -11,8 +11,9 @@ use crate::config::{Settings, Transport};
 use crate::media::rtp_ports::RtpPortPool;
 use crate::reload::HotReload;
 use crate::rules::active::ActiveRules;
-use crate::shutdown::{Phase, ShutdownController};
+use crate::shutdown::{Phase, Shutdown, ShutdownController};
 use crate::sip::endpoint::{Endpoint, EndpointConfig, Limits};
+use crate::sip::registrar::{Registrar, RegistrarConfig};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{Transports, bind_udp, run_tcp, run_udp};
 
@@ -103,6 +104,12 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             std::time::Instant::now(),
         )
     };
+    let registrar = Arc::new(Registrar::new(RegistrarConfig {
+        realm: sip.realm.clone(),
+        min_expires_secs: sip.register_min_expires_secs,
+        max_expires_secs: sip.register_max_expires_secs,
+        nonce_lifetime: Duration::from_secs(sip.nonce_lifetime_secs),
+    }));
     let endpoint = Endpoint::new(
         config,
         Transports::new(udp.clone()),
@@ -110,18 +117,54 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         rtp,
         rules.clone(),
         acd_handle,
+        registrar.clone(),
     );
     {
         let events = endpoint.clone();
         let publish = Arc::new(move |e| events.events().publish(e));
         // Not in `tasks`: the ACD runs as long as the endpoint (which holds its handle) lives.
-        tokio::spawn(acd.with_events(publish).run(acd_commands));
+        let reach_endpoint = endpoint.clone();
+        let reachable = Arc::new(move |agent: &str| {
+            let active = reach_endpoint.rules().current();
+            match active.rules.agents.get(agent).map(|a| &a.reach) {
+                Some(crate::rules::model::Reach::Registration { .. }) => {
+                    reach_endpoint.registered_target(agent).is_some()
+                }
+                _ => true,
+            }
+        });
+        tokio::spawn(
+            acd.with_events(publish)
+                .with_reachability(reachable)
+                .run(acd_commands),
+        );
+        // Registrations coming and going make agents reachable or unreachable.
+        let mut changes = registrar.changes();
+        let acd = endpoint.acd().clone();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match changes.recv().await {
+                    Ok(change) => acd.send(crate::acd::service::AcdCommand::Agent {
+                        agent: change.agent,
+                        op: crate::acd::service::AgentOp::Reachable(change.registered),
+                        reply: None,
+                    }),
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
     }
     // Subscribed before the transports run, so no call's first event is missed.
     let metrics = Arc::new(crate::metrics::Metrics::new());
     tasks.push(tokio::spawn(crate::metrics::run(
         metrics.clone(),
         endpoint.events().subscribe(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(purge_registrations(
+        registrar,
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(crate::reload::watch(
@@ -190,6 +233,23 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     }
     info!("zentrale stopped");
     Ok(())
+}
+
+/// How often expired registrations are removed (and announced as unregistered).
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Removes expired registrations every [`PURGE_INTERVAL`] until the engine stops.
+async fn purge_registrations(registrar: Arc<Registrar>, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                registrar.purge_expired(std::time::Instant::now());
+            }
+            _ = shutdown.stopped() => return,
+        }
+    }
 }
 
 /// Waits until no call is left or `limit` passes; true if no call is left.

@@ -32,6 +32,7 @@ pub fn router(endpoint: Arc<Endpoint>, metrics: Arc<Metrics>) -> Router {
                 async move { ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body) }
             }),
         )
+        .route("/api/registrations", get(registrations))
         .route("/api/rules", get(rules_version))
         .route("/api/events", get(call_events))
         .route("/api/rules/reload", post(reload_rules))
@@ -81,6 +82,25 @@ pub async fn serve(
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.stopped().await })
         .await;
+}
+
+/// Agents' phones registered now, by agent id.
+async fn registrations(State(endpoint): State<Arc<Endpoint>>) -> Json<Value> {
+    let now = std::time::Instant::now();
+    let list: Vec<Value> = endpoint
+        .registrar()
+        .bindings(now)
+        .into_iter()
+        .map(|(agent, binding)| {
+            json!({
+                "agent": agent,
+                "contact": binding.contact,
+                "source": binding.source.to_string(),
+                "expires_in_secs": binding.expires_at.saturating_duration_since(now).as_secs(),
+            })
+        })
+        .collect();
+    Json(Value::Array(list))
 }
 
 /// The rules in force: version, load time, reload counts and the last refused change.

@@ -51,9 +51,28 @@ fn agent_phone(engine: &Engine, port: u16, media_port: u16, ring_ms: u32) -> Sip
         .spawn()
 }
 
+/// Registers `agent`'s phone (listening on `phone_port`) with digest authentication.
+fn register_phone(engine: &Engine, agent: &str, password: &str, phone_port: u16) {
+    Sipp::new("uac_register_phone.xml", engine.sip_addr())
+        .service(agent)
+        .arg("-au")
+        .arg(agent)
+        .arg("-ap")
+        .arg(password)
+        .arg("-key")
+        .arg("phone_port")
+        .arg(&phone_port.to_string())
+        .timeout(Duration::from_secs(20))
+        .run()
+        .assert_all_successful(1);
+}
+
 fn login(engine: &Engine, agent: &str) {
-    let (status, body) =
-        http::post_json(engine.http_addr(), &format!("/api/agents/{agent}/login"), None);
+    let (status, body) = http::post_json(
+        engine.http_addr(),
+        &format!("/api/agents/{agent}/login"),
+        None,
+    );
     assert_eq!(status, 200, "login {agent}: {body}");
     assert_eq!(body["agent"]["state"], "available", "{body}");
 }
@@ -78,16 +97,42 @@ fn forty_callers_reach_agents_with_the_right_skill() {
         "maengelmelder = 5, fundbuero = 5",
         "maengelmelder = 5, fundbuero = 5",
     ];
+    // a1 and a3 register their phones (digest auth); a2 and a4 are desk phones at fixed URIs.
     let agents: String = (0..4)
-        .map(|i| acd::static_agent(&format!("a{}", i + 1), skills[i], phone_ports[i]))
+        .map(|i| {
+            let id = format!("a{}", i + 1);
+            if i % 2 == 0 {
+                acd::registered_agent(&id, skills[i], &format!("ZENTRALE_TEST_{}_PASSWORD", i + 1))
+            } else {
+                acd::static_agent(&id, skills[i], phone_ports[i])
+            }
+        })
         .collect();
-    let rules = acd::rules_dir(&agents, &QUICK_WRAP_UP);
+    // Every queue distributes longest-idle first (the Mängelmelder ships with round-robin).
+    let mut edits = QUICK_WRAP_UP.to_vec();
+    edits.push((
+        "queues.toml",
+        "strategy = \"round-robin\"",
+        "strategy = \"longest-idle\"",
+    ));
+    let rules = acd::rules_dir(&agents, &edits);
     let rules_dir = rules.path().display().to_string();
-    let engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &rules_dir)]);
+    let engine = Engine::start(&[
+        JSON_LOG,
+        ("ZENTRALE_RULES__DIR", &rules_dir),
+        ("ZENTRALE_TEST_1_PASSWORD", "geheim-1"),
+        ("ZENTRALE_TEST_3_PASSWORD", "geheim-3"),
+    ]);
 
     let phones: Vec<SippProcess> = (0..4)
         .map(|i| agent_phone(&engine, phone_ports[i], phone_media[i], 300))
         .collect();
+    for (agent, password, phone) in [
+        ("a1", "geheim-1", phone_ports[0]),
+        ("a3", "geheim-3", phone_ports[2]),
+    ] {
+        register_phone(&engine, agent, password, phone);
+    }
     for i in 1..=4 {
         login(&engine, &format!("a{i}"));
         std::thread::sleep(Duration::from_millis(20));

@@ -31,7 +31,9 @@ use zentrale::sip::headers::{
 use zentrale::sip::message::{
     Framing, HeaderName, Message, ParseError, Request, parse, write_request, write_response,
 };
+use zentrale::sip::registrar::{Registrar, RegistrarConfig};
 use zentrale::sip::reply::reply;
+use zentrale::sip::transport::Flow;
 use zentrale::sip::uas::{Verdict, classify};
 use zentrale::sip::validate::{Invalid, check_request};
 
@@ -81,6 +83,24 @@ fn check_request_path(request: &Request) -> Result<(), TestCaseError> {
                 Verdict::Answer { status, reason, .. } => {
                     prop_assert!((200..700).contains(&status), "status {}", status);
                     check_answer(request, status, &reason)?;
+                }
+                Verdict::Register => {
+                    let flow = Flow::Udp {
+                        peer: "127.0.0.1:5060".parse().expect("addr"),
+                    };
+                    let answer = Registrar::new(RegistrarConfig::default()).handle_register(
+                        request,
+                        &info,
+                        &flow,
+                        &Default::default(),
+                        std::time::Instant::now(),
+                    );
+                    prop_assert!(
+                        [400, 401, 404].contains(&answer.status),
+                        "REGISTER without agents answered {}",
+                        answer.status
+                    );
+                    check_answer(request, answer.status, &answer.reason)?;
                 }
                 Verdict::NewCall | Verdict::Absorb => {}
             }

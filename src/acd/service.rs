@@ -253,6 +253,7 @@ pub struct AcdService {
     since: HashMap<String, Instant>,
     snapshot: Arc<ArcSwap<AcdSnapshot>>,
     events: Option<Arc<dyn Fn(CallEvent) + Send + Sync>>,
+    reachable: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
     rules_version: String,
     /// The ACD's clock origin, for logging instants (`acd_us`) that tests and operators can
     /// compare exactly.
@@ -293,11 +294,19 @@ impl AcdService {
             calls: HashMap::new(),
             snapshot,
             events: None,
+            reachable: None,
             rules_version,
             started: now,
         };
         service.publish(now);
         (service, handle, rx)
+    }
+
+    /// Whether an agent's phone can be reached now (registered agents: a valid binding).
+    /// Agents who log in without a reachable phone are marked unreachable at once.
+    pub fn with_reachability(mut self, reachable: Arc<dyn Fn(&str) -> bool + Send + Sync>) -> Self {
+        self.reachable = Some(reachable);
+        self
     }
 
     /// Where agent changes go (the call event bus).
@@ -417,8 +426,14 @@ impl AcdService {
         op: AgentOp,
         now: Instant,
     ) -> Result<Vec<AcdDecision>, AcdError> {
+        let reachable = self.reachable.as_ref().is_none_or(|f| f(agent));
         let acd = &mut self.acd;
         match op {
+            AgentOp::Login if !reachable => {
+                let mut decisions = acd.login(agent, now)?;
+                decisions.extend(acd.unreachable(agent, now)?);
+                Ok(decisions)
+            }
             AgentOp::Login => acd.login(agent, now),
             AgentOp::Logout => acd.logout(agent, now),
             AgentOp::Pause(reason) => acd.pause(agent, PauseReason::Requested(reason), now),

@@ -1,8 +1,9 @@
 //! The SIP endpoint: every received message runs to completion here, on the transport task that
 //! received it. Out-of-dialog requests that do not start a call (OPTIONS, REGISTER, rejections)
 //! are answered statelessly (RFC 3261 §8.2.7 allows it for non-INVITE; for a rejected INVITE
-//! the peer's retransmission simply gets the same answer again). Everything with the Call-ID of
-//! a running call goes to that call's task through a bounded channel.
+//! the peer's retransmission simply gets the same answer again); REGISTER is answered by the
+//! [`Registrar`]. Everything with the Call-ID of a running call goes to that call's task
+//! through a bounded channel.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use super::message::{HeaderName, Message, Method, ParseError, Request, Response, write_response};
+use super::registrar::Registrar;
 use super::reply::{ALLOW, random_token, reason_phrase, reply};
 use super::transaction::TimerConfig;
 use super::transport::{Flow, Transports};
@@ -134,6 +136,7 @@ pub struct Endpoint {
     media_stats: Arc<MediaStats>,
     events: EventBus,
     acd: AcdHandle,
+    registrar: Arc<Registrar>,
     pub stats: Stats,
 }
 
@@ -145,6 +148,7 @@ impl Endpoint {
         rtp: Arc<RtpPortPool>,
         rules: Arc<HotReload<ActiveRules>>,
         acd: AcdHandle,
+        registrar: Arc<Registrar>,
     ) -> Arc<Self> {
         Arc::new(Endpoint {
             acd,
@@ -160,6 +164,7 @@ impl Endpoint {
             rtp,
             media_stats: Arc::new(MediaStats::default()),
             events: EventBus::default(),
+            registrar,
             stats: Stats::default(),
         })
     }
@@ -183,8 +188,22 @@ impl Endpoint {
     }
 
     /// Where a registered agent's phone is: its Contact URI and the flow it registered over.
-    pub fn registered_target(&self, _agent: &str) -> Option<(String, Flow)> {
-        None
+    pub fn registered_target(&self, agent: &str) -> Option<(String, Flow)> {
+        let binding = self.registrar.lookup(agent, Instant::now())?;
+        // Over TCP: the phone's connection. Over UDP: the Contact's address when it is on the
+        // host the REGISTER came from (a phone listening on another port than it registered
+        // from); otherwise the phone is behind NAT and is reached where the REGISTER came from.
+        let flow = match binding.flow {
+            Flow::Udp { .. } => {
+                let contact = crate::sip::headers::contact_socket_addr(&binding.contact);
+                let peer = contact
+                    .filter(|c| c.ip() == binding.source.ip())
+                    .unwrap_or(binding.source);
+                Flow::Udp { peer }
+            }
+            tcp @ Flow::Tcp { .. } => tcp,
+        };
+        Some((binding.contact, flow))
     }
 
     pub fn config(&self) -> &EndpointConfig {
@@ -209,6 +228,11 @@ impl Endpoint {
 
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    /// Agents' registrations (bindings, and changes for the ACD).
+    pub fn registrar(&self) -> &Arc<Registrar> {
+        &self.registrar
     }
 
     pub fn media_stats(&self) -> &Arc<MediaStats> {
@@ -353,6 +377,21 @@ impl Endpoint {
                 self.respond(&request, status, &reason, &extra, &flow);
             }
             Verdict::NewCall => self.start_call(request, info, flow, active),
+            Verdict::Register => {
+                let reply = self.registrar.handle_register(
+                    &request,
+                    &info,
+                    &flow,
+                    &active.rules.agents,
+                    Instant::now(),
+                );
+                let extra: Vec<(HeaderName, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.as_str()))
+                    .collect();
+                self.respond(&request, reply.status, &reply.reason, &extra, &flow);
+            }
         }
     }
 

@@ -435,3 +435,38 @@ mod tests {
         assert_eq!(unescape("%4"), "%4");
     }
 }
+
+/// The IP address and port of a SIP URI with an IP literal host (`sip:a@192.0.2.1:5070;…` →
+/// 192.0.2.1:5070, port 5060 when absent); None for host names and other schemes.
+pub fn contact_socket_addr(uri: &str) -> Option<std::net::SocketAddr> {
+    let uri = uri.trim().trim_start_matches('<');
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("SIP:"))?;
+    let host_part = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host_port = host_part.split([';', '?', '>']).next()?;
+    let (host, port) = parse_host_port(host_port)?;
+    let ip: std::net::IpAddr = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, port.unwrap_or(5060)))
+}
+
+#[cfg(test)]
+mod contact_tests {
+    use super::contact_socket_addr;
+
+    #[test]
+    fn contact_addresses_need_ip_literals() {
+        let a = |s: &str| contact_socket_addr(s).map(|a| a.to_string());
+        assert_eq!(
+            a("sip:agent1@127.0.0.1:5071").as_deref(),
+            Some("127.0.0.1:5071")
+        );
+        assert_eq!(
+            a("<sip:agent1@127.0.0.1;transport=udp>").as_deref(),
+            Some("127.0.0.1:5060")
+        );
+        assert_eq!(a("sip:[::1]:5080").as_deref(), Some("[::1]:5080"));
+        assert_eq!(a("sip:agent1@phone.example"), None);
+        assert_eq!(a("tel:+4936411"), None);
+    }
+}

@@ -27,6 +27,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
         422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
         481 => "Call/Transaction Does Not Exist",
         483 => "Too Many Hops",
         486 => "Busy Here",

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::headers::{UriError, option_tags, parse_request_uri};
 use super::message::{HeaderName, Method, Request};
-use super::reply::{ALLOW, SUPPORTED, random_token, reason_phrase};
+use super::reply::{ALLOW, SUPPORTED, reason_phrase};
 use super::validate::RequestInfo;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub enum Verdict {
     NewCall,
     /// Say nothing (an ACK without a transaction).
     Absorb,
+    /// A REGISTER: the registrar answers it.
+    Register,
 }
 
 fn answer(status: u16) -> Verdict {
@@ -86,18 +88,7 @@ pub fn classify(request: &Request, info: &RequestInfo, numbers: &[String]) -> Ve
                 (HeaderName::Supported, SUPPORTED.into()),
             ],
         ),
-        // Agents' registrations come with the ACD; until then nobody has credentials, so every
-        // REGISTER is challenged and none is ever accepted.
-        Method::Register => answer_with(
-            401,
-            vec![(
-                HeaderName::Other("WWW-Authenticate".into()),
-                format!(
-                    "Digest realm=\"zentrale\", nonce=\"{}\", algorithm=MD5, qop=\"auth\"",
-                    random_token()
-                ),
-            )],
-        ),
+        Method::Register => Verdict::Register,
         Method::Invite => classify_invite(request, info, uri.user.as_deref(), numbers),
         _ => answer_with(405, vec![(HeaderName::Allow, ALLOW.into())]),
     }
@@ -156,12 +147,21 @@ fn classify_invite(
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Instant;
 
     use bytes::Bytes;
 
     use super::*;
     use crate::sip::message::{Framing, Message, ParseError, parse};
+    use crate::sip::registrar::{Registrar, RegistrarConfig};
+    use crate::sip::transport::Flow;
     use crate::sip::validate::{Invalid, check_request};
+
+    fn flow() -> Flow {
+        Flow::Udp {
+            peer: "127.0.0.1:5060".parse().expect("addr"),
+        }
+    }
 
     /// The answer the engine gives to one datagram when no call is running: Some(status),
     /// None for silence.
@@ -173,6 +173,18 @@ mod tests {
                     Verdict::Answer { status, .. } => Some(status),
                     Verdict::NewCall => Some(200),
                     Verdict::Absorb => None,
+                    // No agents here: a REGISTER can at best get its challenge.
+                    Verdict::Register => Some(
+                        Registrar::new(RegistrarConfig::default())
+                            .handle_register(
+                                &request,
+                                &info,
+                                &flow(),
+                                &Default::default(),
+                                Instant::now(),
+                            )
+                            .status,
+                    ),
                 },
                 Err(Invalid::Reject(status, _)) if request.method != Method::Ack => Some(status),
                 Err(_) => None,

@@ -12,12 +12,19 @@ use super::scratch::ScratchDir;
 /// The fixture rules (Jena rules, calendars always open) with `agents_toml` as agents.toml and
 /// `edits` = (file, from, to) text replacements applied (each must match).
 pub fn rules_dir(agents_toml: &str, edits: &[(&str, &str, &str)]) -> ScratchDir {
-    let fixture = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rules-open"));
+    let fixture = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rules-open"
+    ));
     let dir = ScratchDir::new("rules");
     for entry in std::fs::read_dir(fixture).expect("read the fixture rules") {
         let path = entry.expect("dir entry").path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let name = path.file_name().expect("file name").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned();
             let mut text = std::fs::read_to_string(&path).expect("read a rules file");
             if name == "agents.toml" {
                 text = agents_toml.to_string();
@@ -31,7 +38,10 @@ pub fn rules_dir(agents_toml: &str, edits: &[(&str, &str, &str)]) -> ScratchDir 
             std::fs::write(dir.join(&name), text).expect("write a rules file");
         }
     }
-    let prompts = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/routing-rules/prompts"));
+    let prompts = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/routing-rules/prompts"
+    ));
     std::os::unix::fs::symlink(prompts, dir.join("prompts")).expect("link the prompts");
     dir
 }
@@ -67,7 +77,9 @@ impl Traced {
     pub fn header(&self, name: &str) -> Option<String> {
         self.text.lines().find_map(|line| {
             let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     }
 
@@ -247,7 +259,9 @@ impl Capture {
         let ready = rx.recv_timeout(Duration::from_secs(10)).is_ok();
         if !ready {
             let _ = child.kill();
-            panic!("tcpdump did not start listening on lo within 10 s (it needs root or CAP_NET_RAW)");
+            panic!(
+                "tcpdump did not start listening on lo within 10 s (it needs root or CAP_NET_RAW)"
+            );
         }
         Capture {
             child,
