@@ -277,12 +277,14 @@ impl Metrics {
         if let Err(error) = TextEncoder::new().encode(&families, &mut buffer) {
             tracing::warn!(%error, "cannot encode metrics");
         }
-        String::from_utf8(buffer).unwrap_or_default()
+        let mut text = String::from_utf8(buffer).unwrap_or_default();
+        text.push_str(&engine.dispatch_text());
+        text
     }
 }
 
 /// The engine's own counters at scrape time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineSnapshot {
     pub calls_active: u64,
     pub sip_requests: u64,
@@ -302,6 +304,10 @@ pub struct EngineSnapshot {
     /// Calendar id → open right now (holidays, closures and overrides included).
     pub calendars_open: Vec<(String, bool)>,
     pub events_published: u64,
+    /// Queue id → live figures from the ACD.
+    pub queues: Vec<(String, crate::acd::service::QueueView)>,
+    /// The ACD's dispatch latency: cumulative (upper bound s, count) buckets and the sum in s.
+    pub dispatch: (Vec<(f64, u64)>, f64),
 }
 
 impl EngineSnapshot {
@@ -333,7 +339,39 @@ impl EngineSnapshot {
                 .map(|(id, calendar)| (id.clone(), calendar.calendar.is_open(now)))
                 .collect(),
             events_published: endpoint.events().published.load(Ordering::Relaxed),
+            queues: endpoint
+                .acd()
+                .snapshot()
+                .queues
+                .iter()
+                .map(|(id, q)| (id.clone(), *q))
+                .collect(),
+            dispatch: endpoint.acd().latency.buckets(),
         }
+    }
+
+    /// The dispatch latency histogram in the text format (the crate's histograms cannot be
+    /// filled from precomputed buckets).
+    fn dispatch_text(&self) -> String {
+        use std::fmt::Write as _;
+        let (buckets, sum) = &self.dispatch;
+        let name = "zentrale_acd_dispatch_seconds";
+        let mut out = format!(
+            "# HELP {name} Time from the ACD event that frees an agent (or brings a caller) to the agent's INVITE on the wire.\n# TYPE {name} histogram\n"
+        );
+        let mut count = 0;
+        for (bound, cumulative) in buckets {
+            count = *cumulative;
+            let le = if bound.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                format!("{bound}")
+            };
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+        out
     }
 
     fn families(&self) -> Vec<MetricFamily> {
@@ -439,6 +477,63 @@ impl EngineSnapshot {
             info.with_label_values(&[self.rules_version.as_str()])
                 .set(1);
             out.extend(info.collect());
+        }
+        if !self.queues.is_empty() {
+            if let Ok(waiting) = IntGaugeVec::new(
+                Opts::new(
+                    "zentrale_queue_callers",
+                    "Callers in the queue now, waiting for an agent or with an agent's phone ringing.",
+                ),
+                &["queue", "status"],
+            ) {
+                for (id, q) in &self.queues {
+                    waiting
+                        .with_label_values(&[id.as_str(), "waiting"])
+                        .set(i64::from(q.waiting));
+                    waiting
+                        .with_label_values(&[id.as_str(), "ringing"])
+                        .set(i64::from(q.ringing));
+                }
+                out.extend(waiting.collect());
+            }
+            if let Ok(longest) = prometheus::GaugeVec::new(
+                Opts::new(
+                    "zentrale_queue_longest_wait_seconds",
+                    "How long the queue's longest-waiting caller has waited so far (0 when empty).",
+                ),
+                &["queue"],
+            ) {
+                for (id, q) in &self.queues {
+                    longest
+                        .with_label_values(&[id.as_str()])
+                        .set(q.longest_wait_secs);
+                }
+                out.extend(longest.collect());
+            }
+            if let Ok(agents) = IntGaugeVec::new(
+                Opts::new(
+                    "zentrale_queue_agents",
+                    "Agents of the queue (at its base skill level) by state; an agent in several queues counts in each.",
+                ),
+                &["queue", "state"],
+            ) {
+                for (id, q) in &self.queues {
+                    for (state, n) in [
+                        ("available", q.available),
+                        ("reserved", q.reserved),
+                        ("on_call", q.on_call),
+                        ("wrap_up", q.wrap_up),
+                        ("paused", q.paused),
+                        ("unreachable", q.unreachable),
+                        ("logged_out", q.logged_out),
+                    ] {
+                        agents
+                            .with_label_values(&[id.as_str(), state])
+                            .set(i64::from(n));
+                    }
+                }
+                out.extend(agents.collect());
+            }
         }
         if !self.calendars_open.is_empty()
             && let Ok(open) = IntGaugeVec::new(

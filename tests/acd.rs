@@ -67,15 +67,6 @@ fn register_phone(engine: &Engine, agent: &str, password: &str, phone_port: u16)
         .assert_all_successful(1);
 }
 
-fn login(engine: &Engine, agent: &str) {
-    let (status, body) = http::post_json(
-        engine.http_addr(),
-        &format!("/api/agents/{agent}/login"),
-        None,
-    );
-    assert_eq!(status, 200, "login {agent}: {body}");
-    assert_eq!(body["agent"]["state"], "available", "{body}");
-}
 
 /// Shorter wrap-up so a test's agents take the next call soon.
 const QUICK_WRAP_UP: [(&str, &str, &str); 2] = [
@@ -134,7 +125,7 @@ fn forty_callers_reach_agents_with_the_right_skill() {
         register_phone(&engine, agent, password, phone);
     }
     for i in 1..=4 {
-        login(&engine, &format!("a{i}"));
+        acd::login(&engine, &format!("a{i}"));
         std::thread::sleep(Duration::from_millis(20));
     }
 

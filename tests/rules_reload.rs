@@ -24,19 +24,10 @@ const TELEPHONE_EVENT: u8 = 101;
 const KEY4_FUNDBUERO: &str = "4 = { topic = \"fundbuero\" }";
 const KEY4_ALLGEMEIN: &str = "4 = { topic = \"allgemein\" }";
 
+/// The fixture rules with one agent for every queue, so callers stay in the queue the rules
+/// chose (no overflow for lack of agents); log it in with `acd::login(&engine, "staff")`.
 fn rules_copy() -> ScratchDir {
-    let dir = ScratchDir::new("rules-reload");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules-open");
-    for entry in std::fs::read_dir(&source).expect("read rules-open") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            let name = path.file_name().expect("name");
-            std::fs::copy(&path, dir.path().join(name)).expect("copy rule file");
-        }
-    }
-    let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("routing-rules/prompts");
-    std::os::unix::fs::symlink(prompts, dir.join("prompts")).expect("link prompts");
-    dir
+    common::acd::rules_with_silent_staff(&[])
 }
 
 fn edit(path: &PathBuf, from: &str, to: &str) {
@@ -163,6 +154,7 @@ fn rules_change_while_calls_run_valid_is_followed_invalid_is_refused() {
     let menus = rules.join("menus.toml");
     let routes = rules.join("routes.toml");
     let engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &rules_dir)]);
+    common::acd::login(&engine, "staff");
 
     let (queue, old_version) = new_call_key4(&engine);
     assert_eq!(
@@ -301,6 +293,7 @@ fn sighup_reloads_the_rules() {
     let rules = rules_copy();
     let rules_dir = rules.path().display().to_string();
     let mut engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &rules_dir)]);
+    common::acd::login(&engine, "staff");
     let (queue, _) = new_call_key4(&engine);
     assert_eq!(queue, "fundbuero");
 

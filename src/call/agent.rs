@@ -356,10 +356,17 @@ impl CallerLeg {
             });
         };
         let Some(target) = self.agent_target(agent) else {
-            return failed(
+            failed(
                 self,
                 "no address for the agent (phone not registered, or its uri is not sip:user@IP:port)",
             );
+            // Nobody can ring this phone until it registers again (or the rules change).
+            self.endpoint.acd().send(AcdCommand::Agent {
+                agent: agent.to_string(),
+                op: crate::acd::service::AgentOp::Reachable(false),
+                reply: None,
+            });
+            return;
         };
         let Some(rtp) = self.endpoint.rtp_pool().allocate() else {
             return failed(self, "no free RTP port for the agent leg");

@@ -60,6 +60,27 @@ pub fn registered_agent(id: &str, skills: &str, env: &str) -> String {
     )
 }
 
+/// A fixture rules folder whose only agent, `staff`, has every skill and a phone at a loopback
+/// port nobody answers: once logged in ([`login`]), callers wait in their queue (the ring
+/// times out) instead of overflowing for lack of agents.
+pub fn rules_with_silent_staff(edits: &[(&str, &str, &str)]) -> ScratchDir {
+    let port = super::ports::free_udp_tcp_port();
+    let skills = "buergerservice = 5, fuehrerschein = 5, maengelmelder = 5, fundbuero = 5, allgemein = 5";
+    rules_dir(&static_agent("staff", skills, port), edits)
+}
+
+/// Logs `agent` in through the HTTP API; panics unless it is then available (or, for a phone
+/// the engine cannot reach, unreachable).
+pub fn login(engine: &super::engine::Engine, agent: &str) {
+    let (status, body) = super::http::post_json(
+        engine.http_addr(),
+        &format!("/api/agents/{agent}/login"),
+        None,
+    );
+    assert_eq!(status, 200, "login {agent}: {body}");
+    assert_eq!(body["agent"]["state"], "available", "{body}");
+}
+
 /// One message from a SIPp `-trace_msg` file.
 #[derive(Debug, Clone)]
 pub struct Traced {
