@@ -44,34 +44,6 @@ ENGINE_PID=$!
 
 wait_ready
 CLK_TCK=$(getconf CLK_TCK)
-# CPU pressure (PSI): microseconds in which some runnable task waited for a CPU, and the wall
-# clock in microseconds. Their ratio over a run says how saturated the machine was, by us or by
-# neighbours. (/proc/stat's busy/idle ticks are not usable here: in this VM they miss most of
-# the engine's and SIPp's CPU time.)
-cpu_pressure() {
-    local stall=-1
-    [[ -r /proc/pressure/cpu ]] && stall=$(awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) { sub(/total=/, "", $i); print $i } }' /proc/pressure/cpu)
-    echo "$stall $(date +%s%6N)"
-}
-
-# Column value from the last row of a SIPp statistics CSV.
-stat_col() {
-    [[ -f $1 ]] || { echo 0; return; }
-    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i }
-        NF > 1 { last = $0 } END { if (!c) { print 0; exit } split(last, f, ";"); print f[c] + 0 }' "$1"
-}
-# Upper bound (ms) of the response-time bucket holding the 99th percentile of call setup
-# (INVITE -> 200), from SIPp's ResponseTimeRepartition1 columns.
-p99_setup() {
-    [[ -f $1 ]] || { echo -; return; }
-    awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^ResponseTimeRepartition1_/) { c[++n] = i; name[n] = $i } }
-        NF > 1 { last = $0 }
-        END { split(last, f, ";"); total = 0; for (k = 1; k <= n; k++) total += f[c[k]];
-              if (total == 0) { print "-"; exit }
-              acc = 0; for (k = 1; k <= n; k++) { acc += f[c[k]]; if (acc >= 0.99 * total) {
-                  b = name[k]; sub(/^ResponseTimeRepartition1_/, "", b); print b " ms"; exit } } }' "$1"
-}
-
 printf 'zentrale basic-call benchmark  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 printf 'engine %s  (pid %s, log level %s)  SIP 127.0.0.1:%s  %s s per run, %s runs per rate, pass >= %s %%\n' \
     "$BIN" "$ENGINE_PID" "$LOG_LEVEL" "$SIP_PORT" "$DURATION" "$REPEAT" "$THRESHOLD"
