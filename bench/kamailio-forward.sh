@@ -11,7 +11,8 @@
 # Knobs (environment): RATES, DURATION (s per run, default 10), REPEAT (runs per rate, default 2),
 # THRESHOLD (%, default 99.9), DIAL (Request-URI user, default 491), KAM_CHILDREN (2), KAM_SHM
 # (2048 MB), KAM_PKG (32 MB), KAM_MALLOC (tlsf; empty = package default), KAM_RCVBUF (4194304),
-# KAMAILIO (binary; installed with apt-get when missing), KEEP=1 (keep the work directory).
+# KAMAILIO (binary; installed with apt-get when missing), TOOLS=1 (afterwards the same sweep
+# SIPp -> SIPp UAS directly: the tools' own ceiling), KEEP=1 (keep the work directory).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +33,7 @@ UAS_PORT=$(free_port)
 # The UAS quits by itself after the longest the sweep can take (every SIPp run is bounded by
 # DURATION + 20 s), plus a margin.
 steps=$(wc -w <<<"$RATES")
+[[ ${TOOLS:-0} == 1 ]] && steps=$((2 * steps))
 uas_start "$UAS_PORT" "$((steps * REPEAT * (DURATION + 22) + 60))"
 kamailio_start "$KAM_PORT" "127.0.0.1:$UAS_PORT"
 
@@ -41,3 +43,13 @@ printf '%s  (pid %s, %s workers, -m %s -M %s, allocator %s, rcvbuf %s)  udp 127.
     "$KAM_SHM" "$KAM_PKG" "${KAM_MALLOC:-default}" "$KAM_RCVBUF" "$KAM_PORT" "$UAS_PORT"
 
 find_max_rate "127.0.0.1:$KAM_PORT" kamailio "$DIAL" "$KAM_PID"
+kam_rate=$MAX_RATE kam_us=$MAX_RATE_US kam_stop=$MAX_RATE_STOP
+
+if [[ ${TOOLS:-0} == 1 ]]; then
+    find_max_rate "127.0.0.1:$UAS_PORT" sipp-direct "$DIAL"
+    echo
+    echo "result: kamailio $kam_rate calls/s (${kam_us} us CPU per call, stopped: $kam_stop); SIPp -> SIPp directly $MAX_RATE calls/s (stopped: $MAX_RATE_STOP)"
+else
+    echo
+    echo "result: kamailio $kam_rate calls/s (${kam_us} us CPU per call, stopped: $kam_stop)"
+fi
