@@ -78,9 +78,11 @@ for rate in $RATES; do
         created=$(stat_col "$stat" 'TotalCallCreated')
         ok=$(stat_col "$stat" 'SuccessfulCall(C)')
         failed=$(stat_col "$stat" 'FailedCall(C)')
-        achieved=$(stat_col "$stat" 'CallRate(C)')
+        achieved=$(achieved_rate "$stat")
         p99=$(p99_setup "$stat")
-        sipp_cpu=$(awk '{printf "%.1f", $1 + $2}' "$WORK/sipp-time-$rate-$run" 2>/dev/null || echo '-')
+        # (the last line: GNU time puts "Command exited with non-zero status" before it)
+        sipp_cpu=$(tail -1 "$WORK/sipp-time-$rate-$run" 2>/dev/null | awk '{printf "%.1f", $1 + $2}' || true)
+        [[ -n $sipp_cpu ]] || sipp_cpu=-
         read -r pct eng_s us_call stall <<<"$(awk -v ok="$ok" -v c="$created" -v de="$((e1 - e0))" \
             -v hz="$CLK_TCK" -v s0="$s0" -v s1="$s1" -v dw="$((w1 - w0))" 'BEGIN {
                 pct = (c > 0) ? 100 * ok / c : 0
