@@ -44,34 +44,6 @@ ENGINE_PID=$!
 
 wait_ready
 CLK_TCK=$(getconf CLK_TCK)
-# CPU pressure (PSI): microseconds in which some runnable task waited for a CPU, and the wall
-# clock in microseconds. Their ratio over a run says how saturated the machine was, by us or by
-# neighbours. (/proc/stat's busy/idle ticks are not usable here: in this VM they miss most of
-# the engine's and SIPp's CPU time.)
-cpu_pressure() {
-    local stall=-1
-    [[ -r /proc/pressure/cpu ]] && stall=$(awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) { sub(/total=/, "", $i); print $i } }' /proc/pressure/cpu)
-    echo "$stall $(date +%s%6N)"
-}
-
-# Column value from the last row of a SIPp statistics CSV.
-stat_col() {
-    [[ -f $1 ]] || { echo 0; return; }
-    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i }
-        NF > 1 { last = $0 } END { if (!c) { print 0; exit } split(last, f, ";"); print f[c] + 0 }' "$1"
-}
-# Upper bound (ms) of the response-time bucket holding the 99th percentile of call setup
-# (INVITE -> 200), from SIPp's ResponseTimeRepartition1 columns.
-p99_setup() {
-    [[ -f $1 ]] || { echo -; return; }
-    awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^ResponseTimeRepartition1_/) { c[++n] = i; name[n] = $i } }
-        NF > 1 { last = $0 }
-        END { split(last, f, ";"); total = 0; for (k = 1; k <= n; k++) total += f[c[k]];
-              if (total == 0) { print "-"; exit }
-              acc = 0; for (k = 1; k <= n; k++) { acc += f[c[k]]; if (acc >= 0.99 * total) {
-                  b = name[k]; sub(/^ResponseTimeRepartition1_/, "", b); print b " ms"; exit } } }' "$1"
-}
-
 printf 'zentrale basic-call benchmark  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 printf 'engine %s  (pid %s, log level %s)  SIP 127.0.0.1:%s  %s s per run, %s runs per rate, pass >= %s %%\n' \
     "$BIN" "$ENGINE_PID" "$LOG_LEVEL" "$SIP_PORT" "$DURATION" "$REPEAT" "$THRESHOLD"
@@ -106,9 +78,11 @@ for rate in $RATES; do
         created=$(stat_col "$stat" 'TotalCallCreated')
         ok=$(stat_col "$stat" 'SuccessfulCall(C)')
         failed=$(stat_col "$stat" 'FailedCall(C)')
-        achieved=$(stat_col "$stat" 'CallRate(C)')
+        achieved=$(achieved_rate "$stat")
         p99=$(p99_setup "$stat")
-        sipp_cpu=$(awk '{printf "%.1f", $1 + $2}' "$WORK/sipp-time-$rate-$run" 2>/dev/null || echo '-')
+        # (the last line: GNU time puts "Command exited with non-zero status" before it)
+        sipp_cpu=$(tail -1 "$WORK/sipp-time-$rate-$run" 2>/dev/null | awk '{printf "%.1f", $1 + $2}' || true)
+        [[ -n $sipp_cpu ]] || sipp_cpu=-
         read -r pct eng_s us_call stall <<<"$(awk -v ok="$ok" -v c="$created" -v de="$((e1 - e0))" \
             -v hz="$CLK_TCK" -v s0="$s0" -v s1="$s1" -v dw="$((w1 - w0))" 'BEGIN {
                 pct = (c > 0) ? 100 * ok / c : 0

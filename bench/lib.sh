@@ -1,28 +1,43 @@
 # Shared by the benchmark scripts (sourced, not run): the engine binary, a work directory,
 # cleanup of exactly the processes a script started, and free loopback ports.
 # The sourcing script sets ROOT and BENCH_NAME first and stores its pids in ENGINE_PID/SIPP_PID.
+# BENCH_NEEDS_ENGINE=0 (set before sourcing) skips building/finding the engine (Kamailio only).
+# The Kamailio anchor (kamailio_require, kamailio_start, kamailio_stop), the SIPp UAS (uas_start)
+# and the call-rate sweep (find_max_rate) are at the end; see bench/README.md.
 
 command -v sipp >/dev/null || {
     echo "sipp not found: install the Debian package sip-tester (apt-get install -y sip-tester)" >&2
     exit 1
 }
 
-if [[ -n ${ZENTRALE_BIN:-} ]]; then
+if [[ ${BENCH_NEEDS_ENGINE:-1} == 0 ]]; then
+    BIN=""
+elif [[ -n ${ZENTRALE_BIN:-} ]]; then
     BIN=$ZENTRALE_BIN
 else
     echo "building release binary ..." >&2
     (cd "$ROOT" && cargo build --release --quiet --bin zentrale)
     BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/zentrale
 fi
-[[ -x $BIN ]] || { echo "no engine binary at $BIN" >&2; exit 1; }
+[[ ${BENCH_NEEDS_ENGINE:-1} == 0 || -x $BIN ]] || { echo "no engine binary at $BIN" >&2; exit 1; }
 
 WORK=$(mktemp -d -t "zentrale-$BENCH_NAME.XXXXXX")
 ENGINE_PID=""
 SIPP_PID=""
+UAS_PID=""
+KAM_PID=""
 cleanup() {
     local rc=$?
     # Only the processes this script started, by pid.
-    [[ -n $SIPP_PID ]] && kill -KILL "$SIPP_PID" 2>/dev/null || true
+    local pid
+    # SIPP_PID may be /usr/bin/time, which does not pass a signal on: its sipp child first.
+    for pid in $([[ -n $SIPP_PID ]] && child_pids "$SIPP_PID") $SIPP_PID $UAS_PID; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        # (wait returns at once for a grandchild: give it up to 2 s to be gone)
+        for _ in $(seq 1 20); do [[ -d /proc/$pid && $(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) != Z ]] || break; sleep 0.1; done
+    done
+    kamailio_stop
     if [[ -n $ENGINE_PID ]]; then
         kill -TERM "$ENGINE_PID" 2>/dev/null || true
         for _ in $(seq 1 30); do kill -0 "$ENGINE_PID" 2>/dev/null || break; sleep 0.1; done
@@ -36,6 +51,10 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+# Ctrl-C, kill, hang-up: exit through the EXIT trap above (bash does not always run it on a
+# signal, e.g. while waiting for a child).
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 # Whether a port is bound on this machine (read from /proc/net: no helper tool needed).
 port_in_use() {
@@ -85,3 +104,310 @@ wait_ready() {
 # utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat; the
 # command name in field 2 may contain spaces, so cut after its closing parenthesis).
 proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# ---------------------------------------------------------------------------------------------
+# Shared by the call-rate sweeps (find_max_rate, basic-call.sh).
+
+# Column value from the last row of a SIPp statistics CSV.
+stat_col() {
+    [[ -f $1 ]] || { echo 0; return; }
+    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i }
+        NF > 1 { last = $0 } END { if (!c) { print 0; exit } split(last, f, ";"); print f[c] + 0 }' "$1"
+}
+# Upper bound (ms) of the response-time bucket holding the 99th percentile of call setup
+# (INVITE -> 200), from SIPp's ResponseTimeRepartition1 columns.
+p99_setup() {
+    [[ -f $1 ]] || { echo -; return; }
+    awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^ResponseTimeRepartition1_/) { c[++n] = i; name[n] = $i } }
+        NF > 1 { last = $0 }
+        END { split(last, f, ";"); total = 0; for (k = 1; k <= n; k++) total += f[c[k]];
+              if (total == 0) { print "-"; exit }
+              acc = 0; for (k = 1; k <= n; k++) { acc += f[c[k]]; if (acc >= 0.99 * total) {
+                  b = name[k]; sub(/^ResponseTimeRepartition1_/, "", b); print b " ms"; exit } } }' "$1"
+}
+# Calls per second SIPp actually started, from a SIPp statistics CSV (-trace_stat -fd 1):
+# TotalCallCreated over the time it took to create them. (CallRate(C) divides by the whole run,
+# which includes waiting for the last calls to end: after a few retransmissions that is 30 s.)
+# The end of creation is interpolated inside the 1 s period in which the last call was created,
+# at the rate of the period before.
+achieved_rate() {
+    [[ -f $1 ]] || { echo 0; return; }
+    awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "TotalCallCreated") cc = i
+            if ($i == "StartTime") cs = i; if ($i == "CurrentTime") ct = i } next }
+        NF > 1 { n++; split($cs, a, "\t"); split($ct, b, "\t"); t[n] = b[3] - a[3]; c[n] = $cc + 0 }
+        END { if (!n || !cc || c[n] == 0) { print 0; exit }
+              for (k = 1; k <= n && c[k] < c[n]; k++) ;
+              T = t[k]
+              if (k >= 3 && t[k - 1] > t[k - 2] && c[k - 1] > c[k - 2]) {
+                  r = (c[k - 1] - c[k - 2]) / (t[k - 1] - t[k - 2])
+                  e = t[k - 1] + (c[n] - c[k - 1]) / r
+                  if (e < T) T = e }
+              printf "%.0f\n", (T > 0) ? c[n] / T : 0 }' "$1"
+}
+# udp_drops PORT...: datagrams the kernel dropped (receive buffer full) on the UDP sockets bound
+# to these local ports, so far (the last column of /proc/net/udp; all sockets sharing a port,
+# e.g. SO_REUSEPORT workers, are summed). The namespace-wide RcvbufErrors would count the
+# neighbours' drops too.
+udp_drops() {
+    local hex="" p
+    for p in "$@"; do hex+=" $(printf '%04X' "$p")"; done
+    awk -v ports="$hex" 'BEGIN { n = split(ports, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1 }
+        FNR > 1 { split($2, x, ":"); if (x[2] in want) d += $NF } END { print d + 0 }' \
+        /proc/net/udp /proc/net/udp6 2>/dev/null || echo 0
+}
+# CPU pressure (PSI): microseconds in which some runnable task waited for a CPU, and the wall
+# clock in microseconds. Their ratio over a run says how saturated the machine was, by us or by
+# neighbours. (/proc/stat's busy/idle ticks are not usable here: in this VM they miss most of
+# the engine's and SIPp's CPU time.)
+cpu_pressure() {
+    local stall=-1
+    [[ -r /proc/pressure/cpu ]] && stall=$(awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) { sub(/total=/, "", $i); print $i } }' /proc/pressure/cpu)
+    echo "$stall $(date +%s%6N)"
+}
+# utime + stime (clock ticks) of a process and its direct children together (Kamailio's
+# workers are children of its main process; the engine has none).
+# (cat, not awk, opens the files: a process may vanish meanwhile, and mawk stops at a missing file.)
+tree_ticks() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '{ pid = $1; line = $0; sub(/^.*\) /, "", line)
+            split(line, f, " "); if (pid == root || f[2] == root) t += f[12] + f[13] }
+        END { print t + 0 }'
+}
+# Pids of the direct children of a process.
+child_pids() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '{ pid = $1; line = $0; sub(/^.*\) /, "", line)
+            split(line, f, " "); if (f[2] == root) print pid }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# SIPp UAS: the callee for the Kamailio anchor and the engine's agents.
+
+# uas_start PORT SECONDS: starts SIPp with bench/sipp/uas_answer.xml on udp 127.0.0.1:PORT
+# (answers every INVITE with 200 at once, then takes ACK and BYE); it quits by itself after
+# SECONDS (SIPp -timeout) and is killed by the cleanup trap. Sets UAS_PID and UAS_PORT; statistics in
+# $WORK/uas-stat.csv, unexpected messages in $WORK/uas-errors.log.
+uas_start() {
+    local port=$1 secs=$2 _
+    (cd "$WORK" && exec sipp -sf "$ROOT/bench/sipp/uas_answer.xml" -i 127.0.0.1 -p "$port" -t u1 \
+        -timeout "${secs}s" -nostdin -buff_size 4194304 \
+        -trace_stat -stf "$WORK/uas-stat.csv" -fd 5 \
+        -trace_err -error_file "$WORK/uas-errors.log" >"$WORK/uas.out" 2>&1) &
+    UAS_PID=$!
+    UAS_PORT=$port
+    for _ in $(seq 1 50); do
+        kill -0 "$UAS_PID" 2>/dev/null || { echo "SIPp UAS exited:" >&2; tail -20 "$WORK/uas.out" >&2; exit 1; }
+        port_in_use "$port" && return 0
+        sleep 0.1
+    done
+    echo "SIPp UAS did not bind 127.0.0.1:$port within 5 s" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# The Kamailio anchor (BENCHMARKING.md): transaction-stateful forwarding proxy, tuned.
+
+KAM_CHILDREN=${KAM_CHILDREN:-2}     # UDP workers (-n): one per core
+KAM_SHM=${KAM_SHM:-2048}            # shared memory MB (-m): the default 64 fails half the calls at 1,000/s
+KAM_PKG=${KAM_PKG:-32}              # private memory MB per process (-M)
+KAM_MALLOC=${KAM_MALLOC:-tlsf}      # memory manager (-x; empty = the package default, qm/fm)
+KAM_RCVBUF=${KAM_RCVBUF:-4194304}   # UDP receive buffer ceiling (-b), bytes
+
+# kamailio_require: sets KAMAILIO to the kamailio binary, installing the Debian package
+# kamailio (apt-get, as root or through sudo) when it is missing; exits with a message if it
+# cannot.
+kamailio_require() {
+    KAMAILIO=${KAMAILIO:-$(command -v kamailio || echo /usr/sbin/kamailio)}
+    [[ -x $KAMAILIO ]] && return 0
+    echo "kamailio not found: installing the Debian package kamailio" >&2
+    local as_root=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null 2>&1; then
+            as_root=(sudo)
+        else
+            echo "cannot install kamailio: not root and no sudo; run 'apt-get install kamailio' as root" >&2
+            exit 1
+        fi
+    fi
+    if ! { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update &&
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kamailio; } >&2; then
+        echo "cannot install kamailio with apt-get; install the Debian package kamailio by hand or set KAMAILIO=/path/to/kamailio" >&2
+        exit 1
+    fi
+    KAMAILIO=$(command -v kamailio || echo /usr/sbin/kamailio)
+    [[ -x $KAMAILIO ]] || { echo "kamailio still not found after installing the package" >&2; exit 1; }
+}
+
+# kamailio_start PORT UAS: starts Kamailio in the foreground (as the current user) with
+# bench/kamailio/kamailio.cfg on udp 127.0.0.1:PORT, forwarding every call to UAS
+# (host:port, e.g. 127.0.0.1:20002), tuned by KAM_CHILDREN/KAM_SHM/KAM_PKG/KAM_MALLOC/KAM_RCVBUF.
+# Waits until it answers OPTIONS. Sets KAM_PID (the main process; the workers are its children);
+# log in $WORK/kamailio.log. kamailio_stop (also run by the cleanup trap) stops it.
+kamailio_start() {
+    local port=$1 uas=$2 probe _
+    [[ -n ${KAMAILIO:-} ]] || kamailio_require
+    mkdir -p "$WORK/kamailio-run"
+    local tune=(-n "$KAM_CHILDREN" -m "$KAM_SHM" -M "$KAM_PKG" -b "$KAM_RCVBUF")
+    if [[ $KAM_MALLOC == tlsf && $("$KAMAILIO" -v 2>/dev/null) != *TLSF_MALLOC* ]]; then
+        echo "this kamailio has no TLSF allocator: using its default (slower, see BENCHMARKING.md)" >&2
+        KAM_MALLOC=""
+    fi
+    [[ -n $KAM_MALLOC ]] && tune+=(-x "$KAM_MALLOC")
+    "$KAMAILIO" -f "$ROOT/bench/kamailio/kamailio.cfg" -DD -E -T -S \
+        -l "udp:127.0.0.1:$port" -A "UAS_URI=\"sip:$uas\"" "${tune[@]}" \
+        -Y "$WORK/kamailio-run" -P "$WORK/kamailio.pid" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
+    KAM_PID=$!
+    probe=$(free_port)
+    for _ in $(seq 1 30); do
+        kill -0 "$KAM_PID" 2>/dev/null || { echo "kamailio exited:" >&2; tail -20 "$WORK/kamailio.log" >&2; exit 1; }
+        if (cd "$WORK" && sipp -sf "$ROOT/tests/sipp/uac_options.xml" -s ping -i 127.0.0.1 \
+            -p "$probe" -m 1 -timeout 1s -timeout_error -nostdin "127.0.0.1:$port" \
+            >/dev/null 2>&1); then
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "kamailio did not answer OPTIONS within 15 s" >&2
+    tail -20 "$WORK/kamailio.log" >&2
+    exit 1
+}
+
+# kamailio_stop: stops the Kamailio started by kamailio_start (TERM, then KILL after 3 s, and
+# KILL for any of its workers that outlived it). Nothing when none is running.
+kamailio_stop() {
+    [[ -n ${KAM_PID:-} ]] || return 0
+    local kids k _
+    kids=$(child_pids "$KAM_PID")
+    kill -TERM "$KAM_PID" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$KAM_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$KAM_PID" 2>/dev/null || true
+    wait "$KAM_PID" 2>/dev/null || true
+    for k in $kids; do
+        # Only if the pid still belongs to a kamailio process (not reused since).
+        [[ $(cat "/proc/$k/comm" 2>/dev/null) == kamailio ]] && kill -KILL "$k" 2>/dev/null || true
+    done
+    KAM_PID=""
+}
+
+# ---------------------------------------------------------------------------------------------
+# find_max_rate TARGET LABEL [USER [CPU_PID]]
+#   TARGET   host:port the SIPp caller sends to (127.0.0.1:<port>); whatever answers there must
+#            already be running and reach a callee (e.g. uas_start) by itself
+#   LABEL    name for the table heading and the files in $WORK (e.g. kamailio, engine)
+#   USER     Request-URI user dialled (SIPp -s), default 491 (the ACD queue number)
+#   CPU_PID  optional: pid of the system under test; its CPU (with its child processes) is shown
+#            per run and per successful call
+# Steps through RATES (calls/s), REPEAT runs of DURATION s each, with UAC_SCENARIO (default
+# tests/sipp/uac_basic.xml: INVITE -> 200 -> ACK -> BYE -> 200, no pause, no media). A rate passes
+# if every run has >= THRESHOLD % successful calls and SIPp started >= 99 % of the calls asked
+# for at >= 95 % of the rate asked for. Stops at the first rate that does not pass. Prints a table on stdout and sets:
+#   MAX_RATE       highest passing rate in calls/s (0: none passed)
+#   MAX_RATE_US    CPU us per successful call of CPU_PID at MAX_RATE, mean of its runs ("-": none)
+#   MAX_RATE_STOP  why the sweep stopped: failed (calls failed or timed out at the target),
+#                  caller (SIPp could not start the calls: its own CPU was near 100 %),
+#                  behind (fewer calls started than asked though SIPp had CPU: calls stayed
+#                  open so long that the open-call limit -l was reached), all-passed
+#   MAX_RATE_WHY   the same as a sentence, with the figures of the failing run
+#   MAX_RATE_FAST  highest passing rate at which every run also had its p99 call setup (INVITE ->
+#                  200) within P99_LIMIT ms (default 50; BENCHMARKING.md's second column; 0: none)
+find_max_rate() {
+    local target=$1 label=$2 user=${3:-491} cpu_pid=${4:-}
+    local rates=${RATES:-"500 1000 2000 4000 6000 8000 10000 12000 16000"}
+    local p99_limit=${P99_LIMIT:-50} fast_ok fast_streak=1
+    local duration=${DURATION:-10} repeat=${REPEAT:-2} threshold=${THRESHOLD:-99.9}
+    local scenario=${UAC_SCENARIO:-$ROOT/tests/sipp/uac_basic.xml}
+    local hz port rate run rate_ok calls limit stat tag t0 t1 u0 u1 s0 s1 w0 w1 timer
+    local d0 drops created ok failed achieved p99 sipp_cpu uas_cpu pct tgt_s us_call stall verdict us_sum us_n
+    hz=$(getconf CLK_TCK)
+    port=$(free_port)
+    MAX_RATE=0 MAX_RATE_FAST=0 MAX_RATE_US=- MAX_RATE_STOP=all-passed MAX_RATE_WHY="every rate asked for passed: the ceiling is higher; extend RATES"
+
+    printf '\n%s: SIPp -> %s, user %s, %s s per run, %s runs per rate, pass >= %s %%  (%s)\n' \
+        "$label" "$target" "$user" "$duration" "$repeat" "$threshold" "$(date -u +%H:%M:%SZ)"
+    printf 'machine: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %7s %6s %7s %9s %10s\n' \
+        rate run attempted success failed 'ok %' achieved 'tgt CPU' 'us/call' 'sipp s' 'uas s' 'stall %' 'drops' 'p99 setup'
+    for rate in $rates; do
+        rate_ok=1 fast_ok=1 us_sum=0 us_n=0
+        for run in $(seq 1 "$repeat"); do
+            [[ -z $cpu_pid ]] || kill -0 "$cpu_pid" 2>/dev/null || { echo "$label (pid $cpu_pid) died" >&2; exit 1; }
+            [[ -z $UAS_PID ]] || kill -0 "$UAS_PID" 2>/dev/null || { echo "SIPp UAS died:" >&2; tail -20 "$WORK/uas.out" >&2; exit 1; }
+            calls=$((rate * duration))
+            limit=$((rate > 200 ? rate : 200))
+            tag="$label-$rate-$run"
+            stat="$WORK/stat-$tag.csv"
+            t0=0 u0=0
+            [[ -n $cpu_pid ]] && t0=$(tree_ticks "$cpu_pid")
+            [[ -n $UAS_PID ]] && u0=$(proc_ticks "$UAS_PID")
+            read -r s0 w0 < <(cpu_pressure)
+            d0=$(udp_drops "${target##*:}" ${UAS_PORT:+"$UAS_PORT"})
+            timer=()
+            [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f '%U %S %e' -o "$WORK/sipp-time-$tag")
+            (cd "$WORK" && exec "${timer[@]}" sipp -sf "$scenario" -s "$user" -i 127.0.0.1 -p "$port" -t u1 \
+                -m "$calls" -r "$rate" -l "$limit" -d 0 -timeout "$((duration + 20))s" -nostdin \
+                -buff_size 4194304 -trace_stat -stf "$stat" -fd 1 \
+                -trace_err -error_file "$WORK/errors-$tag.log" \
+                "$target" >"$WORK/sipp-$tag.out" 2>&1) &
+            SIPP_PID=$!
+            wait "$SIPP_PID" || true
+            SIPP_PID=""
+            t1=0 u1=0
+            [[ -n $cpu_pid ]] && t1=$(tree_ticks "$cpu_pid")
+            [[ -n $UAS_PID ]] && u1=$(proc_ticks "$UAS_PID" 2>/dev/null || echo "$u0")
+            read -r s1 w1 < <(cpu_pressure)
+            drops=$(($(udp_drops "${target##*:}" ${UAS_PORT:+"$UAS_PORT"}) - d0))
+
+            created=$(stat_col "$stat" 'TotalCallCreated')
+            ok=$(stat_col "$stat" 'SuccessfulCall(C)')
+            failed=$(stat_col "$stat" 'FailedCall(C)')
+            achieved=$(achieved_rate "$stat")
+            p99=$(p99_setup "$stat")
+            # (the last line: GNU time puts "Command exited with non-zero status" before it)
+            sipp_cpu=$(tail -1 "$WORK/sipp-time-$tag" 2>/dev/null | awk '{printf "%.1f", $1 + $2}' || true)
+            [[ -n $sipp_cpu ]] || sipp_cpu=-
+            read -r pct tgt_s us_call uas_cpu stall <<<"$(awk -v ok="$ok" -v c="$created" -v dt="$((t1 - t0))" \
+                -v du="$((u1 - u0))" -v hz="$hz" -v s0="$s0" -v s1="$s1" -v dw="$((w1 - w0))" \
+                -v have_t="${cpu_pid:+1}" -v have_u="${UAS_PID:+1}" 'BEGIN {
+                    pct = (c > 0) ? 100 * ok / c : 0
+                    tgt = have_t ? sprintf("%.2fs", dt / hz) : "-"
+                    per = (have_t && ok > 0) ? sprintf("%.0f", dt / hz * 1e6 / ok) : "-"
+                    uas = have_u ? sprintf("%.1f", du / hz) : "-"
+                    stall = (s0 >= 0 && dw > 0) ? sprintf("%.0f", 100 * (s1 - s0) / dw) : "-"
+                    printf "%.2f %s %s %s %s\n", pct, tgt, per, uas, stall }')"
+            printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %7s %6s %7s %9s %10s\n' \
+                "$rate" "$run" "$created" "$ok" "$failed" "$pct" "$achieved" "$tgt_s" "$us_call" \
+                "$sipp_cpu" "$uas_cpu" "$stall" "$drops" "$p99"
+            [[ $us_call != - ]] && us_sum=$((us_sum + us_call)) && us_n=$((us_n + 1))
+            # Verdict of the run: pass, or why not.
+            verdict=$(awk -v p="$pct" -v t="$threshold" -v c="$created" -v want="$calls" \
+                -v a="$achieved" -v r="$rate" -v cpu="$sipp_cpu" -v d="$duration" 'BEGIN {
+                    if (c < 0.99 * want || a < 0.95 * r) { print ((cpu != "-" && cpu >= 0.8 * d) ? "caller" : "behind"); exit }
+                    print (p >= t) ? "pass" : "failed" }')
+            if [[ $verdict != pass && $rate_ok == 1 ]]; then
+                rate_ok=0
+                MAX_RATE_STOP=$verdict
+                case $verdict in
+                    failed) MAX_RATE_WHY="at $rate calls/s (run $run) only $pct % of $created calls succeeded ($failed failed, $((created - ok - failed)) unfinished at SIPp's timeout): the target's limit" ;;
+                    caller) MAX_RATE_WHY="at $rate calls/s (run $run) SIPp started $created of $calls calls at ${achieved}/s with ${sipp_cpu} s CPU in a ${duration} s run: the caller, not the target, is the limit" ;;
+                    behind) MAX_RATE_WHY="at $rate calls/s (run $run) SIPp started $created of $calls calls at only ${achieved}/s, with ${sipp_cpu} s CPU in a ${duration} s run (p99 setup $p99, machine stalled $stall % of the time): calls stayed open until the limit of $limit open calls, or the cores were saturated by caller, callee and target together" ;;
+                esac
+            fi
+            # p99 bucket label: "<N ms" is within N ms, ">=500 ms" is beyond every bucket.
+            [[ $p99 =~ ^\<([0-9]+)\ ms$ && ${BASH_REMATCH[1]} -le $p99_limit ]] || fast_ok=0
+            sleep 1
+        done
+        if [[ $rate_ok == 1 ]]; then
+            MAX_RATE=$rate
+            [[ $fast_ok == 1 && $fast_streak == 1 ]] && MAX_RATE_FAST=$rate || fast_streak=0
+            MAX_RATE_US=-
+            ((us_n > 0)) && MAX_RATE_US=$((us_sum / us_n))
+        else
+            break
+        fi
+    done
+    echo "stopped: $MAX_RATE_WHY"
+    if [[ $MAX_RATE -gt 0 ]]; then
+        echo "$label: highest rate with >= $threshold % successful calls in all $repeat runs: $MAX_RATE calls/s (CPU per call there: $MAX_RATE_US us)"
+        echo "$label: highest such rate with p99 call setup <= $p99_limit ms in all runs: $MAX_RATE_FAST calls/s"
+    else
+        echo "$label: no rate reached $threshold % successful calls"
+    fi
+}
