@@ -306,8 +306,9 @@ pub struct EngineSnapshot {
     pub events_published: u64,
     /// Queue id → live figures from the ACD.
     pub queues: Vec<(String, crate::acd::service::QueueView)>,
-    /// The ACD's dispatch latency: cumulative (upper bound s, count) buckets and the sum in s.
-    pub dispatch: (Vec<(f64, u64)>, f64),
+    /// The ACD's dispatch latency per trigger: cumulative (upper bound s, count) buckets and
+    /// the sum in s.
+    pub dispatch: Vec<(&'static str, Vec<(f64, u64)>, f64)>,
 }
 
 impl EngineSnapshot {
@@ -354,23 +355,27 @@ impl EngineSnapshot {
     /// filled from precomputed buckets).
     fn dispatch_text(&self) -> String {
         use std::fmt::Write as _;
-        let (buckets, sum) = &self.dispatch;
         let name = "zentrale_acd_dispatch_seconds";
         let mut out = format!(
-            "# HELP {name} Time from the ACD event that frees an agent (or brings a caller) to the agent's INVITE on the wire.\n# TYPE {name} histogram\n"
+            "# HELP {name} Time from the ACD event that made a ring possible (trigger: a caller joined, or an agent became free) to the agent's INVITE on the wire.\n# TYPE {name} histogram\n"
         );
-        let mut count = 0;
-        for (bound, cumulative) in buckets {
-            count = *cumulative;
-            let le = if bound.is_infinite() {
-                "+Inf".to_string()
-            } else {
-                format!("{bound}")
-            };
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        for (trigger, buckets, sum) in &self.dispatch {
+            let mut count = 0;
+            for (bound, cumulative) in buckets {
+                count = *cumulative;
+                let le = if bound.is_infinite() {
+                    "+Inf".to_string()
+                } else {
+                    format!("{bound}")
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{trigger=\"{trigger}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(out, "{name}_sum{{trigger=\"{trigger}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{trigger=\"{trigger}\"}} {count}");
         }
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
         out
     }
 

@@ -67,7 +67,6 @@ fn register_phone(engine: &Engine, agent: &str, password: &str, phone_port: u16)
         .assert_all_successful(1);
 }
 
-
 /// Shorter wrap-up so a test's agents take the next call soon.
 const QUICK_WRAP_UP: [(&str, &str, &str); 2] = [
     ("queues.toml", "wrap_up_secs = 30", "wrap_up_secs = 1"),

@@ -35,6 +35,8 @@ pub enum AcdNotice {
         queue: String,
         ring_timeout: Duration,
         freed_at: Instant,
+        /// What made the ring possible: `caller_joined` or `agent_free`.
+        trigger: &'static str,
     },
     /// Stop ringing this agent (ring timeout, another agent answered, agent logged out).
     CancelRing { agent: String },
@@ -152,14 +154,18 @@ impl AcdSnapshot {
     }
 }
 
-/// Dispatch latency (agent free → ring notice handed to the call task → INVITE on the wire) as
-/// a fixed-bucket histogram cheap enough to record for every ring.
+/// Dispatch latency (the ACD event that made a ring possible → INVITE on the wire) as
+/// fixed-bucket histograms, one per trigger, cheap enough to record for every ring.
 pub struct Latency {
     /// Microsecond bucket bounds.
     bounds: Vec<u64>,
-    counts: Vec<AtomicU64>,
-    sum_us: AtomicU64,
+    /// [caller_joined, agent_free] × (bounds + 1) counts.
+    counts: [Vec<AtomicU64>; 2],
+    sum_us: [AtomicU64; 2],
 }
+
+/// The triggers the histogram tells apart.
+pub const TRIGGERS: [&str; 2] = ["caller_joined", "agent_free"];
 
 impl Default for Latency {
     fn default() -> Self {
@@ -167,36 +173,45 @@ impl Default for Latency {
             10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000,
             10_000, 25_000, 50_000, 100_000, 1_000_000,
         ];
-        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        let counts = || (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
         Latency {
+            counts: [counts(), counts()],
             bounds,
-            counts,
-            sum_us: AtomicU64::new(0),
+            sum_us: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 }
 
 impl Latency {
-    pub fn record(&self, elapsed: Duration) {
+    pub fn record(&self, trigger: &str, elapsed: Duration) {
+        let which = usize::from(trigger != TRIGGERS[0]);
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let slot = self.bounds.partition_point(|&b| b < us);
-        self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.counts[which][slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_us[which].fetch_add(us, Ordering::Relaxed);
     }
 
-    /// (upper bound in seconds, cumulative count) per bucket, +Inf last; and the sum in seconds.
-    pub fn buckets(&self) -> (Vec<(f64, u64)>, f64) {
-        let mut total = 0;
-        let mut out = Vec::with_capacity(self.counts.len());
-        for (i, count) in self.counts.iter().enumerate() {
-            total += count.load(Ordering::Relaxed);
-            let bound = self
-                .bounds
-                .get(i)
-                .map_or(f64::INFINITY, |&b| b as f64 / 1e6);
-            out.push((bound, total));
-        }
-        (out, self.sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+    /// For each trigger: (upper bound in seconds, cumulative count) per bucket, +Inf last, and
+    /// the sum in seconds.
+    pub fn buckets(&self) -> Vec<(&'static str, Vec<(f64, u64)>, f64)> {
+        TRIGGERS
+            .iter()
+            .enumerate()
+            .map(|(which, trigger)| {
+                let mut total = 0;
+                let mut out = Vec::with_capacity(self.bounds.len() + 1);
+                for (i, count) in self.counts[which].iter().enumerate() {
+                    total += count.load(Ordering::Relaxed);
+                    let bound = self
+                        .bounds
+                        .get(i)
+                        .map_or(f64::INFINITY, |&b| b as f64 / 1e6);
+                    out.push((bound, total));
+                }
+                let sum = self.sum_us[which].load(Ordering::Relaxed) as f64 / 1e6;
+                (*trigger, out, sum)
+            })
+            .collect()
     }
 }
 
@@ -258,6 +273,8 @@ pub struct AcdService {
     /// The ACD's clock origin, for logging instants (`acd_us`) that tests and operators can
     /// compare exactly.
     started: Instant,
+    /// Why the decisions being carried out came about (for the latency histogram).
+    trigger: &'static str,
 }
 
 impl AcdService {
@@ -297,6 +314,7 @@ impl AcdService {
             reachable: None,
             rules_version,
             started: now,
+            trigger: "agent_free",
         };
         service.publish(now);
         (service, handle, rx)
@@ -340,6 +358,9 @@ impl AcdService {
                 },
                 _ = sleep => {
                     let now = Instant::now();
+                    // Timeouts free agents (wrap-up over, ring timed out) or widen a caller's
+                    // pool (escalation): either way an agent became usable.
+                    self.trigger = "agent_free";
                     let decisions = self.acd.poll(now);
                     self.carry_out(decisions, now);
                     self.publish(now);
@@ -350,6 +371,10 @@ impl AcdService {
 
     /// Applies one command (public for tests that drive the service without a runtime).
     pub fn handle(&mut self, command: AcdCommand, now: Instant) {
+        self.trigger = match command {
+            AcdCommand::Join { .. } => "caller_joined",
+            _ => "agent_free",
+        };
         let result = match command {
             AcdCommand::Join {
                 call,
@@ -495,6 +520,7 @@ impl AcdService {
                             queue,
                             ring_timeout,
                             freed_at: now,
+                            trigger: self.trigger,
                         },
                         now,
                     );

@@ -345,7 +345,13 @@ impl CallerLeg {
     }
 
     /// The ACD picked `agent` for this caller: place the agent leg.
-    pub(super) fn ring_agent(&mut self, agent: &str, queue: &str, freed_at: Instant, now: Instant) {
+    pub(super) fn ring_agent(
+        &mut self,
+        agent: &str,
+        queue: &str,
+        (freed_at, trigger): (Instant, &str),
+        now: Instant,
+    ) {
         let Some(call) = self.acd_call else { return };
         let failed = |leg: &Self, why: &str| {
             warn!(%agent, why, "agent leg not placed");
@@ -404,7 +410,7 @@ impl CallerLeg {
         self.endpoint
             .acd()
             .latency
-            .record(Instant::now().saturating_duration_since(freed_at));
+            .record(trigger, Instant::now().saturating_duration_since(freed_at));
         info!(event = "ring", %agent, %queue, agent_call_id = %String::from_utf8_lossy(&agent_leg.call_id), "ringing agent");
         self.emit(crate::events::CallEventKind::Ring {
             agent: agent.to_string(),

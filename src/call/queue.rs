@@ -70,6 +70,7 @@ impl CallerLeg {
                 agent,
                 queue,
                 freed_at,
+                trigger,
                 ..
             } => {
                 if caller_gone || self.connected_agent.is_some() {
@@ -83,7 +84,7 @@ impl CallerLeg {
                     }
                     return;
                 }
-                self.ring_agent(&agent, &queue, freed_at, now);
+                self.ring_agent(&agent, &queue, (freed_at, trigger), now);
             }
             AcdNotice::CancelRing { agent } => self.cancel_agent(&agent, now),
             AcdNotice::Connected { agent } => {

@@ -65,7 +65,8 @@ pub fn registered_agent(id: &str, skills: &str, env: &str) -> String {
 /// times out) instead of overflowing for lack of agents.
 pub fn rules_with_silent_staff(edits: &[(&str, &str, &str)]) -> ScratchDir {
     let port = super::ports::free_udp_tcp_port();
-    let skills = "buergerservice = 5, fuehrerschein = 5, maengelmelder = 5, fundbuero = 5, allgemein = 5";
+    let skills =
+        "buergerservice = 5, fuehrerschein = 5, maengelmelder = 5, fundbuero = 5, allgemein = 5";
     rules_dir(&static_agent("staff", skills, port), edits)
 }
 
