@@ -277,9 +277,7 @@ impl Metrics {
         if let Err(error) = TextEncoder::new().encode(&families, &mut buffer) {
             tracing::warn!(%error, "cannot encode metrics");
         }
-        let mut text = String::from_utf8(buffer).unwrap_or_default();
-        text.push_str(&engine.dispatch_text());
-        text
+        String::from_utf8(buffer).unwrap_or_default()
     }
 }
 
@@ -308,7 +306,7 @@ pub struct EngineSnapshot {
     pub queues: Vec<(String, crate::acd::service::QueueView)>,
     /// The ACD's dispatch latency per trigger: cumulative (upper bound s, count) buckets and
     /// the sum in s.
-    pub dispatch: Vec<(&'static str, Vec<(f64, u64)>, f64)>,
+    pub dispatch: Vec<crate::acd::service::LatencyHistogram>,
 }
 
 impl EngineSnapshot {
@@ -351,36 +349,50 @@ impl EngineSnapshot {
         }
     }
 
-    /// The dispatch latency histogram in the text format (the crate's histograms cannot be
-    /// filled from precomputed buckets).
-    fn dispatch_text(&self) -> String {
-        use std::fmt::Write as _;
-        let name = "zentrale_acd_dispatch_seconds";
-        let mut out = format!(
-            "# HELP {name} Time from the ACD event that made a ring possible (trigger: a caller joined, or an agent became free) to the agent's INVITE on the wire.\n# TYPE {name} histogram\n"
+    /// The dispatch latency histogram, built from the ACD's own buckets (the crate's
+    /// histograms cannot be filled from precomputed counts).
+    fn dispatch_family(&self) -> MetricFamily {
+        use prometheus::proto::{
+            Bucket, Histogram as HistogramProto, LabelPair, Metric, MetricType,
+        };
+        let mut family = MetricFamily::default();
+        family.set_name("zentrale_acd_dispatch_seconds".into());
+        family.set_help(
+            "Time from the ACD event that made a ring possible (trigger: a caller joined, or an agent became free) to the agent's INVITE on the wire."
+                .into(),
         );
+        family.set_field_type(MetricType::HISTOGRAM);
         for (trigger, buckets, sum) in &self.dispatch {
+            let mut histogram = HistogramProto::default();
             let mut count = 0;
+            let mut proto_buckets = Vec::new();
             for (bound, cumulative) in buckets {
                 count = *cumulative;
-                let le = if bound.is_infinite() {
-                    "+Inf".to_string()
-                } else {
-                    format!("{bound}")
-                };
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{trigger=\"{trigger}\",le=\"{le}\"}} {cumulative}"
-                );
+                if bound.is_finite() {
+                    let mut bucket = Bucket::default();
+                    bucket.set_upper_bound(*bound);
+                    bucket.set_cumulative_count(*cumulative);
+                    proto_buckets.push(bucket);
+                }
             }
-            let _ = writeln!(out, "{name}_sum{{trigger=\"{trigger}\"}} {sum}");
-            let _ = writeln!(out, "{name}_count{{trigger=\"{trigger}\"}} {count}");
+            histogram.set_bucket(proto_buckets);
+            histogram.set_sample_count(count);
+            histogram.set_sample_sum(*sum);
+            let mut label = LabelPair::default();
+            label.set_name("trigger".into());
+            label.set_value((*trigger).into());
+            let mut metric = Metric::from_label(vec![label]);
+            metric.set_histogram(histogram);
+            family.mut_metric().push(metric);
         }
-        out
+        family
     }
 
     fn families(&self) -> Vec<MetricFamily> {
         let mut out = Vec::new();
+        if !self.dispatch.is_empty() {
+            out.push(self.dispatch_family());
+        }
         let plain: [(&str, &str, u64); 13] = [
             (
                 "zentrale_sip_requests_received_total",
@@ -741,6 +753,24 @@ mod tests {
             rules_version: "abc123".into(),
             calendars_open: vec![("rathaus".into(), true), ("fundbuero".into(), false)],
             events_published: 42,
+            queues: vec![(
+                "fundbuero".into(),
+                crate::acd::service::QueueView {
+                    waiting: 3,
+                    ringing: 1,
+                    longest_wait_secs: 42.5,
+                    available: 2,
+                    paused: 1,
+                    ..Default::default()
+                },
+            )],
+            dispatch: {
+                let latency = crate::acd::service::Latency::default();
+                latency.record("agent_free", std::time::Duration::from_micros(120));
+                latency.record("agent_free", std::time::Duration::from_micros(4000));
+                latency.record("caller_joined", std::time::Duration::from_micros(60));
+                latency.buckets()
+            },
         };
         let text = metrics.render(&snapshot);
         let expect = [
@@ -760,6 +790,42 @@ mod tests {
             ("zentrale_calendar_open{calendar=\"rathaus\"}", 1.0),
             ("zentrale_calendar_open{calendar=\"fundbuero\"}", 0.0),
             ("zentrale_events_published_total", 42.0),
+            (
+                "zentrale_queue_callers{queue=\"fundbuero\",status=\"waiting\"}",
+                3.0,
+            ),
+            (
+                "zentrale_queue_callers{queue=\"fundbuero\",status=\"ringing\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_longest_wait_seconds{queue=\"fundbuero\"}",
+                42.5,
+            ),
+            (
+                "zentrale_queue_agents{queue=\"fundbuero\",state=\"available\"}",
+                2.0,
+            ),
+            (
+                "zentrale_queue_agents{queue=\"fundbuero\",state=\"paused\"}",
+                1.0,
+            ),
+            (
+                "zentrale_acd_dispatch_seconds_count{trigger=\"agent_free\"}",
+                2.0,
+            ),
+            (
+                "zentrale_acd_dispatch_seconds_bucket{trigger=\"agent_free\",le=\"0.00015\"}",
+                1.0,
+            ),
+            (
+                "zentrale_acd_dispatch_seconds_bucket{trigger=\"agent_free\",le=\"0.005\"}",
+                2.0,
+            ),
+            (
+                "zentrale_acd_dispatch_seconds_bucket{trigger=\"caller_joined\",le=\"+Inf\"}",
+                1.0,
+            ),
         ];
         for (series, value) in expect {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::acd::{self, Capture};
 use common::engine::Engine;
-use common::http;
 use common::logs::{self, JSON_LOG};
 use common::ports;
 use common::sipp::{Sipp, SippProcess};

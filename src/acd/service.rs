@@ -164,6 +164,12 @@ pub struct Latency {
     sum_us: [AtomicU64; 2],
 }
 
+/// One trigger's histogram: (trigger, cumulative (upper bound s, count) buckets, sum in s).
+pub type LatencyHistogram = (&'static str, Vec<(f64, u64)>, f64);
+
+/// Tells whether an agent's phone can be reached now.
+pub type Reachability = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// The triggers the histogram tells apart.
 pub const TRIGGERS: [&str; 2] = ["caller_joined", "agent_free"];
 
@@ -193,7 +199,7 @@ impl Latency {
 
     /// For each trigger: (upper bound in seconds, cumulative count) per bucket, +Inf last, and
     /// the sum in seconds.
-    pub fn buckets(&self) -> Vec<(&'static str, Vec<(f64, u64)>, f64)> {
+    pub fn buckets(&self) -> Vec<LatencyHistogram> {
         TRIGGERS
             .iter()
             .enumerate()
@@ -268,7 +274,7 @@ pub struct AcdService {
     since: HashMap<String, Instant>,
     snapshot: Arc<ArcSwap<AcdSnapshot>>,
     events: Option<Arc<dyn Fn(CallEvent) + Send + Sync>>,
-    reachable: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+    reachable: Option<Reachability>,
     rules_version: String,
     /// The ACD's clock origin, for logging instants (`acd_us`) that tests and operators can
     /// compare exactly.
@@ -322,7 +328,7 @@ impl AcdService {
 
     /// Whether an agent's phone can be reached now (registered agents: a valid binding).
     /// Agents who log in without a reachable phone are marked unreachable at once.
-    pub fn with_reachability(mut self, reachable: Arc<dyn Fn(&str) -> bool + Send + Sync>) -> Self {
+    pub fn with_reachability(mut self, reachable: Reachability) -> Self {
         self.reachable = Some(reachable);
         self
     }
