@@ -60,7 +60,7 @@ fn assert_routed(engine: &Engine, call_id: &str, key: char, source: &str, queue:
 
 #[test]
 fn sipp_rfc2833_pcaps_select_every_topic() {
-    let engine = Engine::start(&[JSON_LOG]);
+    let (engine, _rules) = common::acd::staffed_engine(&[JSON_LOG]);
     let cases = [
         ('1', "buergerservice"),
         ('2', "fuehrerschein"),
@@ -109,7 +109,7 @@ fn sipp_rfc2833_pcaps_select_every_topic() {
 // 1b. The engine's RTP: pacing, headers, and the greeting in the audio.
 
 fn check_menu_audio(offer: &[u8], expected_pt: u8) {
-    let engine = Engine::start(&[JSON_LOG]);
+    let (engine, _rules) = common::acd::staffed_engine(&[JSON_LOG]);
     let peer = RtpPeer::new();
     let (client, mut leg, _engine_rtp) = answered_call(&engine, &peer, offer);
     std::thread::sleep(Duration::from_millis(3000));
@@ -197,7 +197,7 @@ fn engine_rtp_pcma_is_paced_consistent_and_carries_the_greeting() {
 
 #[test]
 fn a_key_during_the_greeting_stops_it_within_100_ms() {
-    let engine = Engine::start(&[JSON_LOG]);
+    let (engine, _rules) = common::acd::staffed_engine(&[JSON_LOG]);
     let mut peer = RtpPeer::new();
     let (client, mut leg, engine_rtp) = answered_call(&engine, &peer, &[0, TELEPHONE_EVENT]);
     let greeting = rtp::prompt_samples("greeting");
@@ -281,7 +281,7 @@ fn a_key_during_the_greeting_stops_it_within_100_ms() {
 // 1d. SIP INFO and in-band DTMF select topics.
 
 fn info_key(content_type: &str, body: &str, key: char, queue: &str) {
-    let engine = Engine::start(&[JSON_LOG]);
+    let (engine, _rules) = common::acd::staffed_engine(&[JSON_LOG]);
     let peer = RtpPeer::new();
     let (client, mut leg, _) = answered_call(&engine, &peer, &[0, TELEPHONE_EVENT]);
     std::thread::sleep(Duration::from_millis(500));
@@ -314,7 +314,7 @@ fn sip_info_application_dtmf_selects_a_topic() {
 
 #[test]
 fn in_band_dtmf_selects_a_topic() {
-    let engine = Engine::start(&[JSON_LOG]);
+    let (engine, _rules) = common::acd::staffed_engine(&[JSON_LOG]);
     let mut peer = RtpPeer::new();
     // PCMU only: the key can only come as sound.
     let (client, mut leg, engine_rtp) = answered_call(&engine, &peer, &[0]);
@@ -347,6 +347,9 @@ fn fast_menu_rules() -> ScratchDir {
                 .to_string_lossy()
                 .to_string();
             let mut text = std::fs::read_to_string(&path).expect("read rule file");
+            if name == "agents.toml" {
+                text = common::acd::silent_staff();
+            }
             if name == "menus.toml" {
                 assert!(
                     text.contains("timeout_secs = 5"),
@@ -449,6 +452,7 @@ fn invalid_keys_and_no_key_reach_the_default_route_after_three_attempts() {
     let rules = fast_menu_rules();
     let rules_dir = rules.path().display().to_string();
     let engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &rules_dir)]);
+    common::acd::login(&engine, "staff");
 
     // No key at all: a call that just listens.
     let silent_peer = RtpPeer::new();

@@ -64,14 +64,30 @@ pub fn registered_agent(id: &str, skills: &str, env: &str) -> String {
 /// port nobody answers: once logged in ([`login`]), callers wait in their queue (the ring
 /// times out) instead of overflowing for lack of agents.
 pub fn rules_with_silent_staff(edits: &[(&str, &str, &str)]) -> ScratchDir {
+    rules_dir(&silent_staff(), edits)
+}
+
+/// agents.toml with the one agent `staff` (every skill, a phone nobody answers).
+pub fn silent_staff() -> String {
     let port = super::ports::free_udp_tcp_port();
     let skills =
         "buergerservice = 5, fuehrerschein = 5, maengelmelder = 5, fundbuero = 5, allgemein = 5";
-    rules_dir(&static_agent("staff", skills, port), edits)
+    static_agent("staff", skills, port)
 }
 
-/// Logs `agent` in through the HTTP API; panics unless it is then available (or, for a phone
-/// the engine cannot reach, unreachable).
+/// An engine on the fixture rules with `staff` logged in (see [`rules_with_silent_staff`]);
+/// keep the returned folder as long as the engine runs.
+pub fn staffed_engine(extra_env: &[(&str, &str)]) -> (super::engine::Engine, ScratchDir) {
+    let rules = rules_with_silent_staff(&[]);
+    let dir = rules.path().display().to_string();
+    let mut env: Vec<(&str, &str)> = extra_env.to_vec();
+    env.push(("ZENTRALE_RULES__DIR", &dir));
+    let engine = super::engine::Engine::start(&env);
+    login(&engine, "staff");
+    (engine, rules)
+}
+
+/// Logs `agent` in through the HTTP API; panics unless it is then available.
 pub fn login(engine: &super::engine::Engine, agent: &str) {
     let (status, body) = super::http::post_json(
         engine.http_addr(),
