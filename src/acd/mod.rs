@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod engine;
+pub mod features;
 pub mod queue;
 pub mod service;
 pub mod strategy;

@@ -60,6 +60,8 @@ pub enum AgentOp {
     Unpause,
     /// End wrap-up early ("ready").
     Ready,
+    /// Back to work: unpause when paused, ready when in wrap-up.
+    Resume,
     /// The phone registered / answered a keep-alive (`true`) or stopped (`false`).
     Reachable(bool),
 }
@@ -470,6 +472,10 @@ impl AcdService {
             AgentOp::Pause(reason) => acd.pause(agent, PauseReason::Requested(reason), now),
             AgentOp::Unpause => acd.unpause(agent, now),
             AgentOp::Ready => acd.wrap_up_done(agent, now),
+            AgentOp::Resume => match acd.agent_state(agent) {
+                Some(AgentState::WrapUp { .. }) => acd.wrap_up_done(agent, now),
+                _ => acd.unpause(agent, now),
+            },
             AgentOp::Reachable(true) => match acd.agent_state(agent) {
                 Some(AgentState::Unreachable) => acd.reachable(agent, now),
                 Some(_) => Ok(Vec::new()),

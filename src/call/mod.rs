@@ -9,6 +9,7 @@
 
 mod agent;
 mod dialog;
+mod feature;
 pub mod menu;
 mod queue;
 mod route;
@@ -52,6 +53,8 @@ pub enum CallInput {
         response: Response,
         flow: Flow,
     },
+    /// The ACD's answer to a feature code this call dialled.
+    Feature(Result<crate::acd::service::AgentView, crate::acd::AcdError>),
 }
 
 /// The INVITE that starts a call.
@@ -184,6 +187,8 @@ struct CallerLeg {
     waiting: Option<queue::Waiting>,
     agent_legs: Vec<agent::AgentLeg>,
     connected_agent: Option<String>,
+    /// A feature code waiting for the ACD's answer.
+    feature: Option<crate::acd::features::Feature>,
 }
 
 impl CallerLeg {
@@ -237,6 +242,7 @@ impl CallerLeg {
             waiting: None,
             agent_legs: Vec::new(),
             connected_agent: None,
+            feature: None,
         }
     }
 
@@ -538,6 +544,7 @@ impl CallerLeg {
                 info,
                 flow,
             } => self.on_request(request, info, flow, now),
+            CallInput::Feature(result) => self.on_feature_result(result, now),
             CallInput::Response { response, .. } => {
                 let call_id = response
                     .headers

@@ -75,6 +75,9 @@ impl CallerLeg {
         if !matches!(self.state, LegState::Answered | LegState::Confirmed) {
             return;
         }
+        if let Some(feature) = crate::acd::features::Feature::parse(&self.facts.dialled) {
+            return self.feature_code(feature, now);
+        }
         self.facts.queues = self.endpoint.acd().snapshot().queue_states();
         let decision = self.rules.rules.evaluate(&self.facts, chrono::Utc::now());
         self.apply_decision(decision, now);

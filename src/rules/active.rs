@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::{RuleSet, diagnostic::render_all, load_dir};
+use crate::acd::features::{FEATURE_CODES, FEATURE_PROMPTS};
 use crate::media::prompts::PromptLibrary;
 
 pub struct ActiveRules {
@@ -19,9 +20,21 @@ impl ActiveRules {
     /// Loads and validates `dir`; the error is the operator's report (file:line: reason).
     pub fn load(dir: &Path) -> Result<ActiveRules, String> {
         let rules = load_dir(dir).map_err(|diagnostics| render_all(&diagnostics))?;
-        let prompts = PromptLibrary::load(&dir.join("prompts"), rules.prompts_used())
-            .map_err(|e| e.to_string())?;
+        let mut used = rules.prompts_used();
         let mut served_numbers = Vec::new();
+        if !rules.agents.is_empty() {
+            // Agents' feature codes, with their confirmations where the folder has them
+            // (without one, the call is answered and ended: the state still changes).
+            let dir = dir.join("prompts");
+            used.extend(
+                FEATURE_PROMPTS
+                    .iter()
+                    .filter(|p| dir.join(format!("{p}.wav")).is_file())
+                    .map(|p| p.to_string()),
+            );
+            served_numbers.extend(FEATURE_CODES.iter().map(|(code, _)| code.to_string()));
+        }
+        let prompts = PromptLibrary::load(&dir.join("prompts"), used).map_err(|e| e.to_string())?;
         for number in rules.dialled_numbers() {
             served_numbers.push(number.to_string());
             if let Some(rest) = number.strip_prefix('+') {

@@ -206,6 +206,30 @@ impl Endpoint {
         Some((binding.contact, flow))
     }
 
+    /// The agent whose phone is at `peer`: a registered phone (its REGISTER's source or its
+    /// Contact address, with `from_user` its registration user) or a static agent's URI
+    /// address. Feature codes trust this, as PBXs trust a registered phone's address.
+    pub fn agent_calling_from(&self, from_user: &str, peer: SocketAddr) -> Option<String> {
+        let active = self.rules.current();
+        let now = Instant::now();
+        active.rules.agents.values().find_map(|agent| {
+            let matches = match &agent.reach {
+                crate::rules::model::Reach::Registration { user, .. } => {
+                    user == from_user
+                        && self.registrar.lookup(&agent.id, now).is_some_and(|b| {
+                            b.source == peer
+                                || crate::sip::headers::contact_socket_addr(&b.contact)
+                                    == Some(peer)
+                        })
+                }
+                crate::rules::model::Reach::Uri(uri) => {
+                    crate::sip::headers::contact_socket_addr(uri) == Some(peer)
+                }
+            };
+            matches.then(|| agent.id.clone())
+        })
+    }
+
     pub fn config(&self) -> &EndpointConfig {
         &self.config
     }

@@ -229,6 +229,16 @@ impl SipClient {
         }
     }
 
+    /// A client on a chosen local address (e.g. the port an agent's URI names).
+    pub fn bound(local: SocketAddr, remote: SocketAddr) -> SipClient {
+        let socket = UdpSocket::bind(local).unwrap_or_else(|e| panic!("bind {local}: {e}"));
+        SipClient {
+            socket,
+            local,
+            remote,
+        }
+    }
+
     pub fn send(&self, bytes: impl AsRef<[u8]>) {
         self.socket
             .send_to(bytes.as_ref(), self.remote)

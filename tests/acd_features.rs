@@ -1,0 +1,110 @@
+//! Agents' phone feature codes end to end: an agent dials `*21` … `*24` from its phone, the
+//! engine answers, confirms with a prompt, hangs up, and the agent's state changes — visible
+//! to the supervisor in `/api/agents`. A phone that is no agent's changes nothing.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::acd;
+use common::engine::Engine;
+use common::http;
+use common::logs::JSON_LOG;
+use common::ports;
+use common::sip::{CallLeg, SipClient, response_to};
+
+const ALL_SKILLS: &str =
+    "buergerservice = 5, fuehrerschein = 5, maengelmelder = 5, fundbuero = 5, allgemein = 5";
+
+/// Dials `code` from `client`; answers the engine's BYE; returns the prompts the engine
+/// played (from its log) and the call's Call-ID.
+fn dial(client: &SipClient, code: &str) -> String {
+    let mut leg = CallLeg::new(client, code);
+    client.send(leg.invite());
+    let answer = client.expect_final(Duration::from_secs(5), "feature code INVITE");
+    assert_eq!(
+        answer.status(),
+        Some(200),
+        "{code} answered with {answer:?}"
+    );
+    leg.take_answer(&answer);
+    client.send(leg.ack_2xx());
+    // The confirmation prompt plays (~1.5 s), then the engine hangs up.
+    let (bye, others) = client.recv_until(Duration::from_secs(8), |m| m.method() == Some("BYE"));
+    let bye = bye.unwrap_or_else(|| panic!("no BYE after {code}; got {others:#?}"));
+    client.send(response_to(&bye, 200, "OK"));
+    leg.call_id.clone()
+}
+
+fn agent_state(engine: &Engine, agent: &str) -> serde_json::Value {
+    let agents = http::get_json(engine.http_addr(), "/api/agents");
+    agents["agents"]
+        .as_array()
+        .and_then(|list| list.iter().find(|a| a["id"] == agent))
+        .cloned()
+        .unwrap_or_else(|| panic!("{agent} not in {agents}"))
+}
+
+fn played(engine: &Engine, call_id: &str) -> Vec<String> {
+    common::logs::call_events(engine, call_id, "play")
+        .iter()
+        .flat_map(|e| e.prompts())
+        .collect()
+}
+
+#[test]
+fn feature_codes_log_in_pause_resume_and_log_out() {
+    let phone = SocketAddr::from(([127, 0, 0, 1], ports::free_udp_tcp_port()));
+    let rules = acd::rules_dir(&acd::static_agent("staff", ALL_SKILLS, phone.port()), &[]);
+    let dir = rules.path().display().to_string();
+    let engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &dir)]);
+    let desk = SipClient::bound(phone, engine.sip_addr());
+    assert_eq!(agent_state(&engine, "staff")["state"], "logged_out");
+
+    let steps = [
+        ("*21", "available", "agent_logged_in"),
+        ("*23", "paused", "agent_paused"),
+        ("*24", "available", "agent_ready"),
+        ("*22", "logged_out", "agent_logged_out"),
+    ];
+    for (code, state, prompt) in steps {
+        let call_id = dial(&desk, code);
+        let agent = agent_state(&engine, "staff");
+        assert_eq!(agent["state"], state, "after {code}: {agent}");
+        assert_eq!(
+            played(&engine, &call_id),
+            vec![prompt.to_string()],
+            "after {code}"
+        );
+        if state == "paused" {
+            assert_eq!(agent["reason"], "pause by phone", "{agent}");
+        }
+    }
+
+    // Pausing a logged-out agent is refused, and says so.
+    let call_id = dial(&desk, "*23");
+    assert_eq!(agent_state(&engine, "staff")["state"], "logged_out");
+    assert_eq!(
+        played(&engine, &call_id),
+        vec!["feature_refused".to_string()]
+    );
+    engine.assert_no_panic();
+}
+
+#[test]
+fn a_phone_that_is_no_agents_changes_nothing() {
+    let phone = ports::free_udp_tcp_port();
+    let rules = acd::rules_dir(&acd::static_agent("staff", ALL_SKILLS, phone), &[]);
+    let dir = rules.path().display().to_string();
+    let engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &dir)]);
+    // Same host, another port: not the agent's phone.
+    let stranger = SipClient::new(engine.sip_addr());
+    let call_id = dial(&stranger, "*21");
+    assert_eq!(agent_state(&engine, "staff")["state"], "logged_out");
+    assert_eq!(
+        played(&engine, &call_id),
+        vec!["feature_refused".to_string()]
+    );
+    engine.assert_no_panic();
+}
