@@ -26,6 +26,7 @@ pub struct Settings {
     pub data: DataSettings,
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
+    pub acd: AcdConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -136,6 +137,19 @@ pub enum LogFormat {
 pub struct ShutdownSettings {
     /// On SIGTERM/Ctrl-C running calls get this long before the engine sends BYE, seconds.
     pub drain_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcdConfig {
+    /// OPTIONS keep-alive to static agents' phones every this many seconds (0 = off).
+    pub keepalive_secs: u64,
+    /// Unanswered keep-alives in a row before a static phone counts as unreachable.
+    pub keepalive_failures: u32,
+    /// Unanswered rings in a row before the ACD pauses an agent ("no answer"; 0 = never).
+    pub max_no_answers: u32,
+    /// An agent whose leg failed for a caller is offered that caller again only after this.
+    pub retry_after_secs: u64,
 }
 
 impl SipSettings {
@@ -361,6 +375,10 @@ impl Settings {
         check(
             sip.nonce_lifetime_secs >= 1,
             "sip.nonce_lifetime_secs must be >= 1 (is 0)".into(),
+        );
+        check(
+            self.acd.keepalive_failures >= 1,
+            "acd.keepalive_failures must be >= 1 (is 0)".into(),
         );
         let media = &self.media;
         check(
@@ -652,7 +670,11 @@ fn allowed_values(key: &str) -> Option<&'static str> {
         | "sip.session_expires_secs"
         | "sip.min_se_secs"
         | "sip.tcp_idle_secs"
-        | "shutdown.drain_secs" => "a whole number of seconds",
+        | "shutdown.drain_secs"
+        | "acd.retry_after_secs" => "a whole number of seconds",
+        "acd.keepalive_secs" => "a whole number of seconds (0 turns keep-alives off)",
+        "acd.keepalive_failures" => "a whole number >= 1",
+        "acd.max_no_answers" => "a whole number (0: never pause for unanswered rings)",
         "sip.symmetric_response" | "log.show_caller_numbers" => "true or false",
         "sip.user_agent" => "a string",
         "media.rtp_ip" => "an IP address, e.g. 192.0.2.10",

@@ -99,7 +99,11 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         crate::acd::service::AcdService::new(
             active.rules.queues.values(),
             active.rules.agents.values(),
-            crate::acd::AcdSettings::default(),
+            crate::acd::AcdSettings {
+                max_no_answers: settings.acd.max_no_answers,
+                retry_after: Duration::from_secs(settings.acd.retry_after_secs),
+                ..crate::acd::AcdSettings::default()
+            },
             active.rules.version.hash.clone(),
             std::time::Instant::now(),
         )
@@ -138,6 +142,12 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
                 .with_reachability(reachable)
                 .run(acd_commands),
         );
+        tasks.push(tokio::spawn(crate::acd::keepalive::run(
+            endpoint.clone(),
+            Duration::from_secs(settings.acd.keepalive_secs),
+            settings.acd.keepalive_failures,
+            shutdown.clone(),
+        )));
         // Registrations coming and going make agents reachable or unreachable.
         let mut changes = registrar.changes();
         let acd = endpoint.acd().clone();

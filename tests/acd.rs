@@ -39,6 +39,8 @@ fn agent_phone(engine: &Engine, port: u16, media_port: u16, ring_ms: u32) -> Sip
         .calls(1000)
         .timeout(Duration::from_secs(150))
         .trace_messages()
+        // Answer the engine's keep-alive OPTIONS, as a desk phone does.
+        .arg("-aa")
         .arg("-mp")
         .arg(&media_port.to_string())
         .arg("-key")

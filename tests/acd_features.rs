@@ -108,3 +108,49 @@ fn a_phone_that_is_no_agents_changes_nothing() {
     );
     engine.assert_no_panic();
 }
+
+#[test]
+fn a_static_phone_that_stops_answering_keep_alives_is_unreachable_until_it_answers() {
+    let phone = SocketAddr::from(([127, 0, 0, 1], ports::free_udp_tcp_port()));
+    let rules = acd::rules_dir(&acd::static_agent("staff", ALL_SKILLS, phone.port()), &[]);
+    let dir = rules.path().display().to_string();
+    // Fast timers: a probe gives up after 64·T1 = 1.28 s; one miss is enough.
+    let engine = Engine::start(&[
+        JSON_LOG,
+        ("ZENTRALE_RULES__DIR", &dir),
+        ("ZENTRALE_SIP__T1_MS", "20"),
+        ("ZENTRALE_SIP__T2_MS", "160"),
+        ("ZENTRALE_ACD__KEEPALIVE_SECS", "1"),
+        ("ZENTRALE_ACD__KEEPALIVE_FAILURES", "1"),
+    ]);
+    acd::login(&engine, "staff");
+    // Nobody answers at the phone's address yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while agent_state(&engine, "staff")["state"] != "unreachable" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} after 10 s without answers",
+            agent_state(&engine, "staff")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // With nobody reachable, the queues count no agent: a caller is not kept waiting.
+    let queues = http::get_json(engine.http_addr(), "/api/queues");
+    assert_eq!(queues["queues"]["fundbuero"]["logged_in"], 0, "{queues}");
+
+    // The phone comes back and answers the next OPTIONS.
+    let desk = SipClient::bound(phone, engine.sip_addr());
+    let (options, _) = desk.recv_until(Duration::from_secs(5), |m| m.method() == Some("OPTIONS"));
+    let options = options.expect("a keep-alive OPTIONS reaches the phone");
+    desk.send(response_to(&options, 200, "OK"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while agent_state(&engine, "staff")["state"] != "available" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} after answering",
+            agent_state(&engine, "staff")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    engine.assert_no_panic();
+}

@@ -15,6 +15,7 @@
 pub mod agent;
 pub mod engine;
 pub mod features;
+pub mod keepalive;
 pub mod queue;
 pub mod service;
 pub mod strategy;

@@ -205,6 +205,7 @@ pub struct AgentCall {
 /// The calls in an agent's trace, in order of their INVITE.
 pub fn agent_calls(trace: &str) -> Vec<AgentCall> {
     let mut calls: BTreeMap<String, AgentCall> = BTreeMap::new();
+    let mut invited = std::collections::BTreeSet::new();
     for m in parse_trace(trace) {
         let id = m.call_id();
         if id.is_empty() {
@@ -221,6 +222,7 @@ pub fn agent_calls(trace: &str) -> Vec<AgentCall> {
         });
         call.end = call.end.max(m.at);
         if m.received && m.is_request("INVITE") {
+            invited.insert(id.clone());
             call.start = m.at;
             call.queue = m.header("X-Zentrale-Queue");
             call.display = m.header("From").unwrap_or_default();
@@ -232,7 +234,11 @@ pub fn agent_calls(trace: &str) -> Vec<AgentCall> {
             call.cancelled = true;
         }
     }
-    let mut calls: Vec<AgentCall> = calls.into_values().collect();
+    // Keep-alive OPTIONS and the like are no calls.
+    let mut calls: Vec<AgentCall> = calls
+        .into_values()
+        .filter(|c| invited.contains(&c.call_id))
+        .collect();
     calls.sort_by(|a, b| a.start.total_cmp(&b.start));
     calls
 }
