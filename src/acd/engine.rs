@@ -106,6 +106,8 @@ pub struct Acd {
     pub(super) queues: BTreeMap<String, QueueRuntime>,
     pub(super) agents: BTreeMap<String, AgentRuntime>,
     pub(super) calls: BTreeMap<CallId, CallRecord>,
+    /// Agents the rules no longer have.
+    retired: std::collections::BTreeSet<String>,
     next_seq: u64,
     rng: SplitMix64,
 }
@@ -151,6 +153,7 @@ impl Acd {
             queues,
             agents,
             calls: BTreeMap::new(),
+            retired: Default::default(),
             next_seq: 0,
         }
     }
@@ -385,6 +388,83 @@ impl Acd {
     }
 
     /// Runs `command`, then a dispatch; a failed command changes nothing and decides nothing.
+    /// New rules: queues and agents take their new settings; new ones join (agents logged
+    /// out); agents no longer in the rules are logged out (a ring is withdrawn, a call in
+    /// progress finishes first) and can no longer log in; queues no longer in the rules keep
+    /// serving the callers already in them. Then the usual dispatch.
+    pub fn reconfigure<'a>(
+        &mut self,
+        queues: impl IntoIterator<Item = &'a Queue>,
+        agents: impl IntoIterator<Item = &'a Agent>,
+        now: Instant,
+    ) -> Vec<AcdDecision> {
+        let mut out = Vec::new();
+        for q in queues {
+            match self.queues.get_mut(&q.id) {
+                Some(runtime) => runtime.config = q.clone(),
+                None => {
+                    self.queues.insert(
+                        q.id.clone(),
+                        QueueRuntime {
+                            config: q.clone(),
+                            last_rr: None,
+                        },
+                    );
+                }
+            }
+        }
+        let mut present = std::collections::BTreeSet::new();
+        for a in agents {
+            present.insert(a.id.clone());
+            self.retired.remove(&a.id);
+            let order = self.agents.len();
+            match self.agents.get_mut(&a.id) {
+                Some(runtime) => runtime.config = a.clone(),
+                None => {
+                    self.agents.insert(
+                        a.id.clone(),
+                        AgentRuntime {
+                            config: a.clone(),
+                            order,
+                            state: AgentState::LoggedOut,
+                            idle_since: now,
+                            calls_taken: 0,
+                            no_answers: 0,
+                        },
+                    );
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .agents
+            .keys()
+            .filter(|id| !present.contains(*id))
+            .cloned()
+            .collect();
+        for agent in gone {
+            let busy = self
+                .agents
+                .get(&agent)
+                .is_some_and(|a| matches!(a.state, AgentState::OnCall { .. }));
+            if !busy {
+                self.withdraw_ring(&agent, false, now, &mut out);
+                let _ = self.apply(&agent, &AgentEvent::Logout, now, &mut out);
+            }
+            // Without skills it can take no call; it stays known until its call ends.
+            if let Some(runtime) = self.agents.get_mut(&agent) {
+                runtime.config.skills.clear();
+            }
+            self.retired.insert(agent);
+        }
+        self.dispatch(now, &mut out);
+        out
+    }
+
+    /// Agents removed from the rules (they cannot log in again).
+    pub fn is_retired(&self, agent: &str) -> bool {
+        self.retired.contains(agent)
+    }
+
     /// The caller's place in its queue (1 = next; ringing callers count as ahead) and how
     /// many wait there in all.
     pub fn position(&self, call: CallId, queue: &str) -> (u32, u32) {
@@ -532,6 +612,9 @@ impl AcdStore for Acd {
     }
 
     fn login(&mut self, agent: &str, now: Instant) -> Outcome {
+        if self.retired.contains(agent) {
+            return Err(AcdError::UnknownAgent(agent.to_string()));
+        }
         self.command(now, |acd, out| {
             acd.apply(agent, &AgentEvent::Login, now, out)
         })

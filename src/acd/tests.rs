@@ -725,3 +725,44 @@ fn stats_and_queue_state() {
         })
     );
 }
+
+// --- new rules -----------------------------------------------------------------------------
+
+#[test]
+fn new_rules_add_agents_and_queues_retire_removed_agents_and_keep_calls() {
+    let t0 = Instant::now();
+    let q = queue("fundbuero", Strategy::LongestIdle);
+    let mut acd = acd_with(std::slice::from_ref(&q), 2, t0);
+    let t1 = t0 + secs(10);
+    // a1 (idle longest) takes the first caller; a2 is free.
+    let first = acd.join(CallId(1), "fundbuero", 0, t1).unwrap();
+    assert_eq!(rings(&first), vec![ring(1, "a1")]);
+    acd.answered(CallId(1), "a1", t1).unwrap();
+
+    // New rules: a2 is gone, a3 joins, a new queue appears; a1 (on a call) is retired too.
+    let q2 = queue("allgemein", Strategy::LongestIdle);
+    let a3 = agent("a3", &[("fundbuero", 5), ("allgemein", 5)]);
+    let t2 = t1 + secs(1);
+    let decisions = acd.reconfigure([&q, &q2], [&a3], t2);
+    assert!(decisions.iter().any(|d| matches!(d,
+        AcdDecision::AgentChanged { agent, state: AgentState::LoggedOut } if agent == "a2")));
+    assert_eq!(acd.agent_state("a3"), Some(AgentState::LoggedOut));
+    // a1 finishes its call undisturbed.
+    assert!(matches!(
+        acd.agent_state("a1"),
+        Some(AgentState::OnCall { .. })
+    ));
+    assert!(acd.queue_stats("allgemein", t2).is_some());
+    // Retired agents cannot log in; the new one can and takes the next caller.
+    assert!(matches!(
+        acd.login("a2", t2),
+        Err(AcdError::UnknownAgent(_))
+    ));
+    acd.login("a3", t2).unwrap();
+    let next = acd.join(CallId(2), "fundbuero", 0, t2 + secs(1)).unwrap();
+    assert_eq!(rings(&next), vec![ring(2, "a3")]);
+    // a1's call ends: a1 takes no further calls (no skills left).
+    acd.call_ended(CallId(1), t2 + secs(2)).unwrap();
+    let third = acd.join(CallId(3), "fundbuero", 0, t2 + secs(40)).unwrap();
+    assert!(rings(&third).is_empty(), "{third:?}");
+}
