@@ -19,6 +19,7 @@
 
 pub mod acd;
 pub mod engine;
+pub mod flows;
 pub mod http;
 pub mod logs;
 pub mod ports;
