@@ -114,6 +114,44 @@ fn caller_hangup_while_ringing_cancels_the_phone_and_frees_the_agent_without_wra
     engine.assert_no_panic();
 }
 
+/// The caller leaves before the phone even said 180; the phone's late 180 gets the CANCEL, and
+/// its 200 crossing that CANCEL gets ACK + BYE: the agent is never bound to a call that is gone.
+#[test]
+fn a_phone_answering_after_the_caller_left_gets_cancel_then_bye_and_stays_free() {
+    let h = hotline(&[("a1", "buergerservice = 5")], &[]);
+    let (engine, phone) = (&h.engine, &h.phones[0]);
+    login(engine, "a1");
+    let mut caller = Caller::dial(engine);
+    caller.choose(engine, '1', "buergerservice");
+    let invite = phone.expect_invite(5 * SECOND);
+    let id = call_id(&invite);
+    caller.hang_up();
+    wait_agent_state(engine, "a1", "available", 2 * SECOND);
+    // No CANCEL before a provisional (RFC 3261 §9.1)…
+    assert!(
+        phone
+            .take(Duration::from_millis(300), |m| m.method() == Some("CANCEL"))
+            .is_none(),
+        "CANCEL before any provisional response"
+    );
+    // …but right after the late 180.
+    phone.ring(&invite);
+    let cancel = phone.expect_request("CANCEL", &id, 2 * SECOND);
+    phone.sip.send(common::sip::response_to(&cancel, 200, "OK"));
+    // The phone was picked up in the same instant: its 200 crosses the CANCEL.
+    phone.answer(&invite, 40_006);
+    let bye = phone.expect_request("BYE", &id, 2 * SECOND);
+    phone.sip.send(common::sip::response_to(&bye, 200, "OK"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(agent_state(engine, "a1"), "available");
+    assert_eq!(
+        agent_states(engine, "a1"),
+        ["available", "reserved", "available"]
+    );
+    assert!(logs::call_events(engine, &caller.call_id(), "connected").is_empty());
+    engine.assert_no_panic();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2b. The ring timeout: CANCEL, the next agent rings; three misses in a row pause the agent.
 

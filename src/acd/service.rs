@@ -243,6 +243,9 @@ struct Waiting {
     notices: mpsc::UnboundedSender<AcdNotice>,
 }
 
+/// Whether an agent's phone can be reached now (see [`AcdService::with_reachability`]).
+pub type Reachability = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// The ACD task's state.
 pub struct AcdService {
     acd: Acd,
@@ -253,7 +256,7 @@ pub struct AcdService {
     since: HashMap<String, Instant>,
     snapshot: Arc<ArcSwap<AcdSnapshot>>,
     events: Option<Arc<dyn Fn(CallEvent) + Send + Sync>>,
-    reachable: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+    reachable: Option<Reachability>,
     rules_version: String,
     /// The ACD's clock origin, for logging instants (`acd_us`) that tests and operators can
     /// compare exactly.
@@ -304,7 +307,7 @@ impl AcdService {
 
     /// Whether an agent's phone can be reached now (registered agents: a valid binding).
     /// Agents who log in without a reachable phone are marked unreachable at once.
-    pub fn with_reachability(mut self, reachable: Arc<dyn Fn(&str) -> bool + Send + Sync>) -> Self {
+    pub fn with_reachability(mut self, reachable: Reachability) -> Self {
         self.reachable = Some(reachable);
         self
     }

@@ -215,10 +215,8 @@ impl Phone {
 
     /// The next INVITE of a call this phone has not seen yet; panics if none comes.
     pub fn expect_invite(&self, timeout: Duration) -> SipMessage {
-        let invite = self.next_invite(timeout).unwrap_or_else(|| {
-            panic!("phone {}: no new INVITE within {timeout:?}", self.sip.local)
-        });
-        invite
+        self.next_invite(timeout)
+            .unwrap_or_else(|| panic!("phone {}: no new INVITE within {timeout:?}", self.sip.local))
     }
 
     /// The next INVITE of a new call, if one comes within `timeout`.
