@@ -466,6 +466,17 @@ fn full_queue_announces_and_sends_the_caller_to_the_general_queue() {
     engine.assert_no_panic();
 }
 
+/// The engine hung the call up because its last announcement was played (not for another
+/// reason such as a shutdown).
+fn assert_hung_up_after_announcement(engine: &Engine, call_id: &str) {
+    let reasons: Vec<String> = logs::for_call(engine, call_id)
+        .iter()
+        .filter(|e| e.message == "hanging up")
+        .filter_map(|e| e.field("reason"))
+        .collect();
+    assert_eq!(reasons, ["announcement played"], "call {call_id}");
+}
+
 fn http_queues(engine: &Engine) -> serde_json::Value {
     common::http::get_json(engine.http_addr(), "/api/queues")["queues"].clone()
 }
@@ -498,6 +509,7 @@ fn max_wait_announces_and_ends_with_the_callback_route() {
     assert_plays(engine, &id, &["queue_wait_long", "goodbye"]);
     caller.assert_hears("queue_wait_long", mark, 1000, 5 * SECOND);
     caller.expect_bye(20 * SECOND);
+    assert_hung_up_after_announcement(engine, &id);
     caller.assert_hears("goodbye", mark, 1000, SECOND);
     engine.assert_no_panic();
 }
@@ -542,6 +554,7 @@ fn no_agent_logged_in_at_all_ends_with_queue_full_and_goodbye() {
     assert_plays(engine, &id, &["transfer_general", "queue_full", "goodbye"]);
     caller.assert_hears("transfer_general", mark, 1000, 5 * SECOND);
     caller.expect_bye(25 * SECOND);
+    assert_hung_up_after_announcement(engine, &id);
     caller.assert_hears("queue_full", mark, 1000, SECOND);
     caller.assert_hears("goodbye", mark, 1000, SECOND);
     h.phones[0].expect_no_invite(Duration::from_millis(10));
