@@ -266,6 +266,9 @@ struct Waiting {
     notices: mpsc::UnboundedSender<AcdNotice>,
 }
 
+/// Whether an agent's phone can be reached now (see [`AcdService::with_reachability`]).
+pub type Reachability = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// The ACD task's state.
 pub struct AcdService {
     acd: Acd,

@@ -10,6 +10,9 @@
 //! - [`logs`] — the engine's JSON log lines as events (per call, waiting for one).
 //! - [`rtp`] — an RTP peer for tests: receives the engine's media, sends telephone-events and
 //!   audio, decodes G.711 and finds prompts by normalized cross-correlation.
+//! - [`flows`] — ACD call flows: a caller with RTP who presses keys and hears prompts, an
+//!   agent's phone on a raw UDP socket (ring, answer, reject, CANCEL/BYE handling, hang up), and
+//!   agent states from the API and the log.
 //! - [`scratch`] — per-test directories under Cargo's target tmp dir, kept when a test fails.
 //!
 //! Every test starts its own engine, so tests run in parallel without sharing state.
@@ -19,6 +22,7 @@
 
 pub mod acd;
 pub mod engine;
+pub mod flows;
 pub mod http;
 pub mod logs;
 pub mod ports;
