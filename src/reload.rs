@@ -36,6 +36,8 @@ pub struct HotReload<T> {
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Counts successful reloads, for whoever must follow them (the ACD).
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl<T: Send + Sync + 'static> HotReload<T> {
@@ -51,12 +53,18 @@ impl<T: Send + Sync + 'static> HotReload<T> {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            generation: tokio::sync::watch::Sender::new(0),
         }))
     }
 
     /// The version new calls use.
     pub fn current(&self) -> Arc<T> {
         self.current.load_full()
+    }
+
+    /// Changes after every successful reload.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     pub fn dir(&self) -> &Path {
@@ -75,6 +83,7 @@ impl<T: Send + Sync + 'static> HotReload<T> {
                 let value = Arc::new(value);
                 self.current.store(value.clone());
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                self.generation.send_modify(|g| *g += 1);
                 if let Ok(mut e) = self.last_error.lock() {
                     *e = None;
                 }

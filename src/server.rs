@@ -148,6 +148,20 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             settings.acd.keepalive_failures,
             shutdown.clone(),
         )));
+        // Rule reloads reach the ACD: new agents and queues, retired agents.
+        let mut generations = rules.subscribe();
+        let acd = endpoint.acd().clone();
+        let reloaded = rules.clone();
+        tokio::spawn(async move {
+            while generations.changed().await.is_ok() {
+                let active = reloaded.current();
+                acd.send(crate::acd::service::AcdCommand::Reconfigure {
+                    queues: active.rules.queues.values().cloned().collect(),
+                    agents: active.rules.agents.values().cloned().collect(),
+                    rules_version: active.rules.version.hash.clone(),
+                });
+            }
+        });
         // Registrations coming and going make agents reachable or unreachable.
         let mut changes = registrar.changes();
         let acd = endpoint.acd().clone();

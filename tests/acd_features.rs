@@ -154,3 +154,45 @@ fn a_static_phone_that_stops_answering_keep_alives_is_unreachable_until_it_answe
     }
     engine.assert_no_panic();
 }
+
+#[test]
+fn a_rules_reload_adds_and_retires_agents() {
+    let phone = ports::free_udp_tcp_port();
+    let rules = acd::rules_dir(&acd::static_agent("staff", ALL_SKILLS, phone), &[]);
+    let dir = rules.path().display().to_string();
+    let engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &dir)]);
+    acd::login(&engine, "staff");
+    let (status, _) = http::post_json(engine.http_addr(), "/api/agents/newbie/login", None);
+    assert_eq!(status, 404, "newbie is not in the rules yet");
+
+    // The admin replaces staff by newbie and reloads.
+    std::fs::write(
+        rules.join("agents.toml"),
+        acd::static_agent("newbie", ALL_SKILLS, phone),
+    )
+    .expect("write agents.toml");
+    let (status, body) = http::post_json(engine.http_addr(), "/api/rules/reload", None);
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let agents = http::get_json(engine.http_addr(), "/api/agents");
+        let ids: Vec<&str> = agents["agents"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|a| a["id"].as_str()).collect())
+            .unwrap_or_default();
+        if ids == ["newbie"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agents after reload: {agents}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    acd::login(&engine, "newbie");
+    let (status, body) = http::post_json(engine.http_addr(), "/api/agents/staff/login", None);
+    assert_eq!(status, 404, "a retired agent cannot log in: {body}");
+    let queues = http::get_json(engine.http_addr(), "/api/queues");
+    assert_eq!(queues["queues"]["fundbuero"]["logged_in"], 1, "{queues}");
+    engine.assert_no_panic();
+}

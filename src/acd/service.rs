@@ -90,6 +90,12 @@ pub enum AcdCommand {
     Position {
         call: CallId,
     },
+    /// The rules changed: new queue and agent settings.
+    Reconfigure {
+        queues: Vec<Queue>,
+        agents: Vec<Agent>,
+        rules_version: String,
+    },
     Agent {
         agent: String,
         op: AgentOp,
@@ -266,9 +272,6 @@ struct Waiting {
     notices: mpsc::UnboundedSender<AcdNotice>,
 }
 
-/// Whether an agent's phone can be reached now (see [`AcdService::with_reachability`]).
-pub type Reachability = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
 /// The ACD task's state.
 pub struct AcdService {
     acd: Acd,
@@ -435,6 +438,22 @@ impl AcdService {
             AcdCommand::Position { call } => {
                 self.answer_position(call);
                 Ok(Vec::new())
+            }
+            AcdCommand::Reconfigure {
+                queues,
+                agents,
+                rules_version,
+            } => {
+                info!(%rules_version, queues = queues.len(), agents = agents.len(),
+                    "ACD follows the new rules");
+                let decisions = self.acd.reconfigure(&queues, &agents, now);
+                self.queues = queues.into_iter().map(|q| (q.id.clone(), q)).collect();
+                for a in &agents {
+                    self.since.entry(a.id.clone()).or_insert(now);
+                }
+                self.agents = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
+                self.rules_version = rules_version;
+                Ok(decisions)
             }
             AcdCommand::Agent { agent, op, reply } => {
                 let result = self.agent_op(&agent, op, now);
