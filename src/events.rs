@@ -16,6 +16,10 @@ pub enum CallEventKind {
     Incoming {
         transport: String,
         dialled: String,
+        /// The caller's number as received (None: withheld). Never serialised: the event
+        /// stream is for supervisors; call records apply the privacy settings themselves.
+        #[serde(skip_serializing)]
+        caller: Option<String>,
     },
     Answered,
     Rejected {
@@ -42,6 +46,13 @@ pub enum CallEventKind {
     Ring {
         agent: String,
         queue: String,
+    },
+    /// An agent's phone stopped ringing without connecting: `reason` is `busy`, `declined`,
+    /// `no_answer` (ring timeout or no response), `unreachable`, or `withdrawn` (the caller
+    /// left, another agent answered, the agent logged out).
+    RingEnded {
+        agent: String,
+        reason: String,
     },
     /// The caller talks with the agent now.
     Connected {

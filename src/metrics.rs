@@ -221,6 +221,7 @@ impl Metrics {
             CallEventKind::Play { .. }
             | CallEventKind::Agent { .. }
             | CallEventKind::Ring { .. }
+            | CallEventKind::RingEnded { .. }
             | CallEventKind::Connected { .. }
             | CallEventKind::Announce { .. }
             | CallEventKind::LeftQueue { .. } => {}
@@ -616,6 +617,7 @@ mod tests {
         CallEventKind::Incoming {
             transport: "udp".into(),
             dialled: "+493641490".into(),
+            caller: None,
         }
     }
 

@@ -38,8 +38,9 @@ pub enum AcdNotice {
         /// What made the ring possible: `caller_joined` or `agent_free`.
         trigger: &'static str,
     },
-    /// Stop ringing this agent (ring timeout, another agent answered, agent logged out).
-    CancelRing { agent: String },
+    /// Stop ringing this agent: `reason` is `no_answer` (ring timeout) or `withdrawn`
+    /// (another agent answered, the agent logged out or became unreachable, the caller left).
+    CancelRing { agent: String, reason: &'static str },
     /// The ACD took this agent's answer: bridge the call.
     Connected { agent: String },
     /// Leave the queue by its overflow action.
@@ -289,6 +290,8 @@ pub struct AcdService {
     started: Instant,
     /// Why the decisions being carried out came about (for the latency histogram).
     trigger: &'static str,
+    /// Carrying out the decisions of a timer poll.
+    polling: bool,
 }
 
 impl AcdService {
@@ -329,6 +332,7 @@ impl AcdService {
             rules_version,
             started: now,
             trigger: "agent_free",
+            polling: false,
         };
         service.publish(now);
         (service, handle, rx)
@@ -376,7 +380,9 @@ impl AcdService {
                     // pool (escalation): either way an agent became usable.
                     self.trigger = "agent_free";
                     let decisions = self.acd.poll(now);
+                    self.polling = true;
                     self.carry_out(decisions, now);
+                    self.polling = false;
                     self.publish(now);
                 }
             }
@@ -421,6 +427,7 @@ impl AcdService {
                     if let Some(w) = self.calls.get(&call) {
                         let _ = w.notices.send(AcdNotice::CancelRing {
                             agent: agent.clone(),
+                            reason: "withdrawn",
                         });
                     }
                 }
@@ -560,7 +567,13 @@ impl AcdService {
                     );
                 }
                 AcdDecision::CancelRing { call, agent } => {
-                    self.notify(call, AcdNotice::CancelRing { agent }, now);
+                    // Cancels decided by a timer are ring timeouts; all others withdrawals.
+                    let reason = if self.polling {
+                        "no_answer"
+                    } else {
+                        "withdrawn"
+                    };
+                    self.notify(call, AcdNotice::CancelRing { agent, reason }, now);
                 }
                 AcdDecision::Connected { call, agent } => {
                     self.notify(call, AcdNotice::Connected { agent }, now);

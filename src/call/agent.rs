@@ -309,6 +309,14 @@ impl AgentLeg {
     }
 }
 
+fn failure_name(failure: LegFailure) -> &'static str {
+    match failure {
+        LegFailure::Busy => "busy",
+        LegFailure::Declined => "declined",
+        LegFailure::NoAnswer => "no_answer",
+    }
+}
+
 /// How a failed agent leg counts for the ACD.
 fn failure_of(status: u16) -> LegFailure {
     match status {
@@ -366,6 +374,7 @@ impl CallerLeg {
                 self,
                 "no address for the agent (phone not registered, or its uri is not sip:user@IP:port)",
             );
+            self.ring_ended(agent, "unreachable");
             // Nobody can ring this phone until it registers again (or the rules change).
             self.endpoint.acd().send(AcdCommand::Agent {
                 agent: agent.to_string(),
@@ -419,6 +428,13 @@ impl CallerLeg {
         self.agent_legs.push(agent_leg);
     }
 
+    fn ring_ended(&self, agent: &str, reason: &str) {
+        self.emit(crate::events::CallEventKind::RingEnded {
+            agent: agent.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
     fn agent_leg_mut(&mut self, call_id: &[u8]) -> Option<&mut AgentLeg> {
         self.agent_legs.iter_mut().find(|l| l.call_id == call_id)
     }
@@ -428,8 +444,17 @@ impl CallerLeg {
     }
 
     /// The ACD (or the caller's end) withdraws the ring: CANCEL before answer, BYE after.
-    pub(super) fn cancel_agent(&mut self, agent: &str, now: Instant) {
+    pub(super) fn cancel_agent(&mut self, agent: &str, reason: &str, now: Instant) {
         let config = self.endpoint.config().clone();
+        let ringing = self.agent_legs.iter().any(|l| {
+            l.agent == agent && matches!(l.state, AgentLegState::Calling | AgentLegState::Ringing)
+        });
+        if ringing {
+            self.emit(crate::events::CallEventKind::RingEnded {
+                agent: agent.to_string(),
+                reason: reason.to_string(),
+            });
+        }
         let Some(leg) = self
             .agent_legs
             .iter_mut()
@@ -489,7 +514,7 @@ impl CallerLeg {
             .map(|l| l.agent.clone())
             .collect();
         for agent in agents {
-            self.cancel_agent(&agent, now);
+            self.cancel_agent(&agent, "withdrawn", now);
         }
     }
 
@@ -568,10 +593,11 @@ impl CallerLeg {
                         if let Some(call) = acd_call {
                             endpoint.acd().send(AcdCommand::LegFailed {
                                 call,
-                                agent,
+                                agent: agent.clone(),
                                 failure: LegFailure::Declined,
                             });
                         }
+                        self.ring_ended(&agent, "declined");
                         return;
                     }
                     leg.state = AgentLegState::Answered;
@@ -598,13 +624,16 @@ impl CallerLeg {
                 if !was_cancelled && !leg.reported {
                     leg.reported = true;
                     info!(agent = %leg.agent, status, "agent leg failed");
+                    let failure = failure_of(status);
                     if let Some(call) = acd_call {
                         endpoint.acd().send(AcdCommand::LegFailed {
                             call,
                             agent: leg.agent.clone(),
-                            failure: failure_of(status),
+                            failure,
                         });
                     }
+                    let agent = leg.agent.clone();
+                    self.ring_ended(&agent, failure_name(failure));
                 }
             }
             ClientInviteEvent::ResendAck(ack) => endpoint.send(&leg.flow, ack),
@@ -707,6 +736,7 @@ impl CallerLeg {
     pub(super) fn on_agent_timers(&mut self, now: Instant) {
         let endpoint = self.endpoint.clone();
         let acd_call = self.acd_call;
+        let mut unanswered = Vec::new();
         for leg in &mut self.agent_legs {
             for action in leg.txn.poll(now) {
                 match action {
@@ -721,6 +751,7 @@ impl CallerLeg {
                             leg.rtp = None;
                             if !leg.reported {
                                 leg.reported = true;
+                                unanswered.push(leg.agent.clone());
                                 if let Some(call) = acd_call {
                                     endpoint.acd().send(AcdCommand::LegFailed {
                                         call,
@@ -756,6 +787,9 @@ impl CallerLeg {
                     }
                 }
             }
+        }
+        for agent in unanswered {
+            self.ring_ended(&agent, "no_answer");
         }
         // Legs that are over leave the endpoint's table (their stray retransmissions are
         // absorbed as for any unknown Call-ID).

@@ -319,6 +319,7 @@ impl CallerLeg {
         self.emit(CallEventKind::Incoming {
             transport: self.flow.transport_name().into(),
             dialled: self.facts.dialled.clone(),
+            caller: self.facts.caller.clone(),
         });
         let trying = self.response(&self.invite, 100, "Trying");
         self.send_invite_response(now, trying);

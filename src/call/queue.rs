@@ -86,10 +86,10 @@ impl CallerLeg {
                 }
                 self.ring_agent(&agent, &queue, (freed_at, trigger), now);
             }
-            AcdNotice::CancelRing { agent } => self.cancel_agent(&agent, now),
+            AcdNotice::CancelRing { agent, reason } => self.cancel_agent(&agent, reason, now),
             AcdNotice::Connected { agent } => {
                 if caller_gone {
-                    self.cancel_agent(&agent, now);
+                    self.cancel_agent(&agent, "withdrawn", now);
                 } else {
                     self.connect_agent(&agent, now);
                 }
