@@ -251,6 +251,20 @@ fn staffing(rules: &RuleSet, out: &mut Vec<Diagnostic>) {
             ));
         }
     }
+    for queue in rules.queues.values() {
+        if queue.max_wait_secs.is_none() {
+            out.push(located(
+                rules,
+                "queue",
+                &queue.id,
+                Diagnostic::warning(format!(
+                    "queue `{}` has no max_wait_secs: while every agent is paused, its callers wait without end",
+                    queue.id
+                ))
+                .hint("set max_wait_secs and on_max_wait (e.g. an announcement and another queue)"),
+            ));
+        }
+    }
     for agent in rules.agents.values() {
         for skill in agent.skills.keys().filter(|s| !skills.contains(s.as_str())) {
             out.push(located(
