@@ -173,6 +173,31 @@ dispatch_quantiles() {
             printf "%d %s %s %.3f\n", total, q(0.5), q(0.99), 1000 * (s1 - s0) / total }' "$1" "$2"
 }
 
+# wire_free_to_invite MSGLOG: from a SIPp UAS message trace (-trace_msg) of the agents' phones,
+# for every INVITE to agent K that follows a BYE sent by agent K: the time from that BYE (the
+# phone hangs up: the agent becomes free) to the INVITE's arrival, in ms, one per line. Agent K
+# is the user of the INVITE's Request-URI, and of the BYE's From (our From is the INVITE's To).
+wire_free_to_invite() {
+    awk 'function flush() {
+            if (first ~ /^INVITE /) { split(first, r, /[:@ ]/); a = r[3]
+                if (a in freed) { printf "%.3f\n", 1000 * (t - freed[a]); delete freed[a] } }
+            if (sent && first ~ /^BYE /) { f = from; sub(/^[^:]*:[^<]*<sip:/, "", f); sub(/@.*/, "", f); freed[f] = t }
+            first = ""; from = ""; inmsg = 0 }
+        /^----------------------------------------------- / { flush()
+            split($3, hms, ":"); t = hms[1] * 3600 + hms[2] * 60 + hms[3]; next }
+        /message sent/ { sent = 1; inmsg = 1; next }
+        /message received/ { sent = 0; inmsg = 1; next }
+        inmsg && first == "" && NF { first = $0; next }
+        inmsg && tolower($0) ~ /^from:/ && from == "" { from = $0 }
+        END { flush() }' "$1"
+}
+# quantiles: "count p50 p99 max" of the numbers on stdin (nearest rank; "-" when none).
+quantiles() {
+    sort -n | awk '{ v[++n] = $1 } END { if (!n) { print 0, "-", "-", "-"; exit }
+        i50 = int(0.5 * n + 0.999999); i99 = int(0.99 * n + 0.999999)
+        printf "%d %.3f %.3f %.3f\n", n, v[i50], v[i99], v[n] }'
+}
+
 # ---------------------------------------------------------------------------------------------
 printf 'zentrale ACD benchmark  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 printf 'machine: %s cores, load average %s; phases: %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$PHASES"
@@ -227,7 +252,7 @@ fi
 if phase latency; then
     # The latency agents' UAS, holding each call LAT_HOLD_MS before its BYE.
     lat_timeout=$((LAT_CALLS / (LAT_RATE > 0 ? LAT_RATE : 1) + LAT_CALLS * (LAT_HOLD_MS + 20) / 1000 / LAT_AGENTS + 30))
-    UAS_PAUSE_MS=$LAT_HOLD_MS uas_start "$LAT_UAS_PORT" "$((lat_timeout + 30))" uas-lat
+    UAS_TRACE=1 UAS_PAUSE_MS=$LAT_HOLD_MS uas_start "$LAT_UAS_PORT" "$((lat_timeout + 30))" uas-lat
     lat_uas_pid=$UAS_PID
     agents_op login lat "$LAT_AGENTS"
     printf '\n== dispatch latency: %s agents holding each call %s ms, %s callers at %s/s (SIPp timeout %s s)\n' \
@@ -264,7 +289,11 @@ if phase latency; then
     printf '%-14s %7s %10s %10s %10s   (ms; p50/p99 interpolated linearly inside the histogram bucket)\n' trigger rings p50 p99 mean
     printf '%-14s %7s %10s %10s %10s\n' agent_free "$n_free" "$p50_free" "$p99_free" "$mean_free" \
         caller_joined "$n_join" "$p50_join" "$p99_join" "$mean_join"
-    lat_line="agent free -> INVITE sent: p50 $p50_free ms, p99 $p99_free ms over $n_free rings (caller joined -> INVITE: p50 $p50_join ms, p99 $p99_join ms over $n_join rings)"
+    read -r n_wire p50_wire p99_wire max_wire <<<"$(wire_free_to_invite "$WORK/uas-lat-msg.log" | quantiles)"
+    printf '%-14s %7s %10s %10s %10s   (max; from the agents'"'"' UAS trace: BYE sent -> next INVITE to that agent received)\n' \
+        "phone BYE->INV" "$n_wire" "$p50_wire" "$p99_wire" "$max_wire"
+    lat_line="agent free -> INVITE sent (engine histogram, from the ACD taking the event): p50 $p50_free ms, p99 $p99_free ms over $n_free rings (caller joined -> INVITE: p50 $p50_join ms, p99 $p99_join ms over $n_join rings)
+agent's phone sends BYE -> receives its next INVITE (on the wire, SIPp trace): p50 $p50_wire ms, p99 $p99_wire ms, max $max_wire ms over $n_wire"
     if [[ $n_free -gt 0 && $p99_free != ">"* ]]; then
         lat_verdict=$(awk -v p="$p99_free" 'BEGIN { print (p < 5) ? "met" : "NOT met" }')
     elif [[ $n_free -gt 0 ]]; then

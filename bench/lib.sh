@@ -188,13 +188,15 @@ child_pids() {
 # BYE; bench/sipp/uas_answer_bye.xml hangs up itself after UAS_PAUSE_MS, default 0); it quits by
 # itself after SECONDS (SIPp -timeout) and is killed by the cleanup trap. Sets UAS_PID and
 # UAS_PORT; statistics (every second) in $WORK/NAME-stat.csv, unexpected messages in
-# $WORK/NAME-errors.log, output in $WORK/NAME.out (NAME defaults to uas).
+# $WORK/NAME-errors.log, output in $WORK/NAME.out (NAME defaults to uas). UAS_TRACE=1: every
+# message with its time in $WORK/NAME-msg.log (SIPp -trace_msg; for short runs only).
 # For a second UAS next to the first: UAS_PID is overwritten, so save it and put the new one in
 # EXTRA_PIDS (see bench/acd-calls.sh).
 uas_start() {
     local port=$1 secs=$2 name=${3:-uas} _
-    local scenario=${UAS_SCENARIO:-$ROOT/bench/sipp/uas_answer.xml}
-    (cd "$WORK" && exec sipp -sf "$scenario" -i 127.0.0.1 -p "$port" -t u1 \
+    local scenario=${UAS_SCENARIO:-$ROOT/bench/sipp/uas_answer.xml} trace=()
+    [[ ${UAS_TRACE:-0} == 1 ]] && trace=(-trace_msg -message_file "$WORK/$name-msg.log")
+    (cd "$WORK" && exec sipp -sf "$scenario" -i 127.0.0.1 -p "$port" -t u1 "${trace[@]}" \
         -d "${UAS_PAUSE_MS:-0}" -timeout "${secs}s" -nostdin -buff_size 4194304 \
         -trace_stat -stf "$WORK/$name-stat.csv" -fd 1 \
         -trace_err -error_file "$WORK/$name-errors.log" >"$WORK/$name.out" 2>&1) &
