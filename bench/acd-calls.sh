@@ -128,10 +128,13 @@ fi
 
 # Agents log in / out through the API (POST /api/agents/<id>/<op>).
 agents_op() {
-    local op=$1 prefix=$2 n=$3 i
+    local op=$1 prefix=$2 n=$3 i try
     for i in $(seq 1 "$n"); do
-        curl -sf -m 5 -X POST "$API/api/agents/$prefix$i/$op" -o /dev/null ||
-            { echo "$op of $prefix$i failed" >&2; exit 1; }
+        for try in 1 2 3; do
+            curl -sS -f -m 10 -X POST "$API/api/agents/$prefix$i/$op" -o /dev/null 2>"$WORK/curl.err" && break
+            [[ $try == 3 ]] && { echo "$op of $prefix$i failed: $(cat "$WORK/curl.err")" >&2; exit 1; }
+            sleep 1
+        done
     done
 }
 scrape() { curl -sf -m 5 "$API/metrics" >"$1" || { echo "GET /metrics failed" >&2; exit 1; }; }
