@@ -26,12 +26,14 @@ ENGINE_PID=""
 SIPP_PID=""
 UAS_PID=""
 KAM_PID=""
+# Further pids the sourcing script started (a second SIPp UAS, a sampler loop): killed too.
+EXTRA_PIDS=""
 cleanup() {
     local rc=$?
     # Only the processes this script started, by pid.
     local pid
     # SIPP_PID may be /usr/bin/time, which does not pass a signal on: its sipp child first.
-    for pid in $([[ -n $SIPP_PID ]] && child_pids "$SIPP_PID") $SIPP_PID $UAS_PID; do
+    for pid in $([[ -n $SIPP_PID ]] && child_pids "$SIPP_PID") $SIPP_PID $UAS_PID $EXTRA_PIDS; do
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         # (wait returns at once for a grandchild: give it up to 2 s to be gone)
@@ -181,25 +183,46 @@ child_pids() {
 # ---------------------------------------------------------------------------------------------
 # SIPp UAS: the callee for the Kamailio anchor and the engine's agents.
 
-# uas_start PORT SECONDS: starts SIPp with bench/sipp/uas_answer.xml on udp 127.0.0.1:PORT
-# (answers every INVITE with 200 at once, then takes ACK and BYE); it quits by itself after
-# SECONDS (SIPp -timeout) and is killed by the cleanup trap. Sets UAS_PID and UAS_PORT; statistics in
-# $WORK/uas-stat.csv, unexpected messages in $WORK/uas-errors.log.
+# uas_start PORT SECONDS [NAME]: starts a SIPp UAS on udp 127.0.0.1:PORT with UAS_SCENARIO
+# (default bench/sipp/uas_answer.xml: answers every INVITE with 200 at once, then takes ACK and
+# BYE; bench/sipp/uas_answer_bye.xml hangs up itself after UAS_PAUSE_MS, default 0); it quits by
+# itself after SECONDS (SIPp -timeout) and is killed by the cleanup trap. Sets UAS_PID and
+# UAS_PORT; statistics (every second) in $WORK/NAME-stat.csv, unexpected messages in
+# $WORK/NAME-errors.log, output in $WORK/NAME.out (NAME defaults to uas). UAS_TRACE=1: every
+# message with its time in $WORK/NAME-msg.log (SIPp -trace_msg; for short runs only).
+# For a second UAS next to the first: UAS_PID is overwritten, so save it and put the new one in
+# EXTRA_PIDS (see bench/acd-calls.sh).
 uas_start() {
-    local port=$1 secs=$2 _
-    (cd "$WORK" && exec sipp -sf "$ROOT/bench/sipp/uas_answer.xml" -i 127.0.0.1 -p "$port" -t u1 \
-        -timeout "${secs}s" -nostdin -buff_size 4194304 \
-        -trace_stat -stf "$WORK/uas-stat.csv" -fd 5 \
-        -trace_err -error_file "$WORK/uas-errors.log" >"$WORK/uas.out" 2>&1) &
+    local port=$1 secs=$2 name=${3:-uas} _
+    local scenario=${UAS_SCENARIO:-$ROOT/bench/sipp/uas_answer.xml} trace=()
+    [[ ${UAS_TRACE:-0} == 1 ]] && trace=(-trace_msg -message_file "$WORK/$name-msg.log")
+    (cd "$WORK" && exec sipp -sf "$scenario" -i 127.0.0.1 -p "$port" -t u1 "${trace[@]}" \
+        -d "${UAS_PAUSE_MS:-0}" -timeout "${secs}s" -nostdin -buff_size 4194304 \
+        -trace_stat -stf "$WORK/$name-stat.csv" -fd 1 \
+        -trace_err -error_file "$WORK/$name-errors.log" >"$WORK/$name.out" 2>&1) &
     UAS_PID=$!
     UAS_PORT=$port
     for _ in $(seq 1 50); do
-        kill -0 "$UAS_PID" 2>/dev/null || { echo "SIPp UAS exited:" >&2; tail -20 "$WORK/uas.out" >&2; exit 1; }
+        kill -0 "$UAS_PID" 2>/dev/null || { echo "SIPp UAS exited:" >&2; tail -20 "$WORK/$name.out" >&2; exit 1; }
         port_in_use "$port" && return 0
         sleep 0.1
     done
     echo "SIPp UAS did not bind 127.0.0.1:$port within 5 s" >&2
     exit 1
+}
+
+# uas_settled_count [NAME]: a UAS's SuccessfulCall and FailedCall totals (statistics
+# $WORK/NAME-stat.csv, NAME default uas) once they stopped changing (SIPp writes the file every
+# second; gives up after 8 s), as "ok failed".
+uas_settled_count() {
+    local file="$WORK/${1:-uas}-stat.csv" prev="" now _
+    for _ in $(seq 1 8); do
+        sleep 1.1
+        now="$(stat_col "$file" 'SuccessfulCall(C)') $(stat_col "$file" 'FailedCall(C)')"
+        [[ $now == "$prev" ]] && break
+        prev=$now
+    done
+    echo "$now"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +319,11 @@ kamailio_stop() {
 #   CPU_PID  optional: pid of the system under test; its CPU (with its child processes) is shown
 #            per run and per successful call
 # Steps through RATES (calls/s), REPEAT runs of DURATION s each, with UAC_SCENARIO (default
-# tests/sipp/uac_basic.xml: INVITE -> 200 -> ACK -> BYE -> 200, no pause, no media). A rate passes
+# tests/sipp/uac_basic.xml: INVITE -> 200 -> ACK -> BYE -> 200, no pause, no media; the UAS's
+# scenario is whatever uas_start ran, UAS_SCENARIO). RTD_LABEL names the last column (default
+# "p99 setup": the scenario's response time 1). UAS_CHECK=1: after each run wait until the UAS's
+# statistics settle and show how many calls the UAS completed in the run ("uas ok", "uas fail"),
+# to check that the caller's successful calls really reached the callee. A rate passes
 # if every run has >= THRESHOLD % successful calls and SIPp started >= 99 % of the calls asked
 # for at >= 95 % of the rate asked for. Stops at the first rate that does not pass. Prints a table on stdout and sets:
 #   MAX_RATE       highest passing rate in calls/s (0: none passed)
@@ -308,6 +335,8 @@ kamailio_stop() {
 #   MAX_RATE_WHY   the same as a sentence, with the figures of the failing run
 #   MAX_RATE_FAST  highest passing rate at which every run also had its p99 call setup (INVITE ->
 #                  200) within P99_LIMIT ms (default 50; BENCHMARKING.md's second column; 0: none)
+#   MAX_RATE_OK, MAX_RATE_UAS_OK, MAX_RATE_UAS_FAIL   (UAS_CHECK=1) the caller's successful
+#                  calls and the UAS's successful / failed calls, summed over the runs at MAX_RATE
 find_max_rate() {
     local target=$1 label=$2 user=${3:-491} cpu_pid=${4:-}
     local rates=${RATES:-"500 1000 2000 4000 6000 8000 10000 12000 16000"}
@@ -316,17 +345,22 @@ find_max_rate() {
     local scenario=${UAC_SCENARIO:-$ROOT/tests/sipp/uac_basic.xml}
     local hz port rate run rate_ok calls limit stat tag t0 t1 u0 u1 s0 s1 w0 w1 timer
     local d0 drops created ok failed achieved p99 sipp_cpu uas_cpu pct tgt_s us_call stall verdict us_sum us_n
+    local uas_check=${UAS_CHECK:-0} rtd_label=${RTD_LABEL:-p99 setup} ua0 uf0 ua1 uf1 uas_cols ok_sum ua_sum uf_sum
+    [[ -n ${UAS_PID:-} ]] || uas_check=0
     hz=$(getconf CLK_TCK)
     port=$(free_port)
     MAX_RATE=0 MAX_RATE_FAST=0 MAX_RATE_US=- MAX_RATE_STOP=all-passed MAX_RATE_WHY="every rate asked for passed: the ceiling is higher; extend RATES"
+    MAX_RATE_OK=0 MAX_RATE_UAS_OK=- MAX_RATE_UAS_FAIL=-
+    uas_cols=""
+    [[ $uas_check == 1 ]] && uas_cols=$(printf ' %8s %8s' 'uas ok' 'uas fail')
 
     printf '\n%s: SIPp -> %s, user %s, %s s per run, %s runs per rate, pass >= %s %%  (%s)\n' \
         "$label" "$target" "$user" "$duration" "$repeat" "$threshold" "$(date -u +%H:%M:%SZ)"
     printf 'machine: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-    printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %7s %6s %7s %9s %10s\n' \
-        rate run attempted success failed 'ok %' achieved 'tgt CPU' 'us/call' 'sipp s' 'uas s' 'stall %' 'drops' 'p99 setup'
+    printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %7s %6s %7s %9s %10s%s\n' \
+        rate run attempted success failed 'ok %' achieved 'tgt CPU' 'us/call' 'sipp s' 'uas s' 'stall %' 'drops' "$rtd_label" "$uas_cols"
     for rate in $rates; do
-        rate_ok=1 fast_ok=1 us_sum=0 us_n=0
+        rate_ok=1 fast_ok=1 us_sum=0 us_n=0 ok_sum=0 ua_sum=0 uf_sum=0
         for run in $(seq 1 "$repeat"); do
             [[ -z $cpu_pid ]] || kill -0 "$cpu_pid" 2>/dev/null || { echo "$label (pid $cpu_pid) died" >&2; exit 1; }
             [[ -z $UAS_PID ]] || kill -0 "$UAS_PID" 2>/dev/null || { echo "SIPp UAS died:" >&2; tail -20 "$WORK/uas.out" >&2; exit 1; }
@@ -335,6 +369,9 @@ find_max_rate() {
             tag="$label-$rate-$run"
             stat="$WORK/stat-$tag.csv"
             t0=0 u0=0
+            if [[ $uas_check == 1 ]]; then
+                if [[ -n ${ua1:-} ]]; then ua0=$ua1 uf0=$uf1; else read -r ua0 uf0 <<<"$(uas_settled_count)"; fi
+            fi
             [[ -n $cpu_pid ]] && t0=$(tree_ticks "$cpu_pid")
             [[ -n $UAS_PID ]] && u0=$(proc_ticks "$UAS_PID")
             read -r s0 w0 < <(cpu_pressure)
@@ -354,6 +391,12 @@ find_max_rate() {
             [[ -n $UAS_PID ]] && u1=$(proc_ticks "$UAS_PID" 2>/dev/null || echo "$u0")
             read -r s1 w1 < <(cpu_pressure)
             drops=$(($(udp_drops "${target##*:}" ${UAS_PORT:+"$UAS_PORT"}) - d0))
+            uas_cols=""
+            if [[ $uas_check == 1 ]]; then
+                read -r ua1 uf1 <<<"$(uas_settled_count)"
+                uas_cols=$(printf ' %8s %8s' "$((ua1 - ua0))" "$((uf1 - uf0))")
+                ua_sum=$((ua_sum + ua1 - ua0)) uf_sum=$((uf_sum + uf1 - uf0))
+            fi
 
             created=$(stat_col "$stat" 'TotalCallCreated')
             ok=$(stat_col "$stat" 'SuccessfulCall(C)')
@@ -372,9 +415,10 @@ find_max_rate() {
                     uas = have_u ? sprintf("%.1f", du / hz) : "-"
                     stall = (s0 >= 0 && dw > 0) ? sprintf("%.0f", 100 * (s1 - s0) / dw) : "-"
                     printf "%.2f %s %s %s %s\n", pct, tgt, per, uas, stall }')"
-            printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %7s %6s %7s %9s %10s\n' \
+            printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %7s %6s %7s %9s %10s%s\n' \
                 "$rate" "$run" "$created" "$ok" "$failed" "$pct" "$achieved" "$tgt_s" "$us_call" \
-                "$sipp_cpu" "$uas_cpu" "$stall" "$drops" "$p99"
+                "$sipp_cpu" "$uas_cpu" "$stall" "$drops" "$p99" "$uas_cols"
+            ok_sum=$((ok_sum + ok))
             [[ $us_call != - ]] && us_sum=$((us_sum + us_call)) && us_n=$((us_n + 1))
             # Verdict of the run: pass, or why not.
             verdict=$(awk -v p="$pct" -v t="$threshold" -v c="$created" -v want="$calls" \
@@ -396,6 +440,8 @@ find_max_rate() {
         done
         if [[ $rate_ok == 1 ]]; then
             MAX_RATE=$rate
+            MAX_RATE_OK=$ok_sum
+            [[ $uas_check == 1 ]] && MAX_RATE_UAS_OK=$ua_sum MAX_RATE_UAS_FAIL=$uf_sum
             [[ $fast_ok == 1 && $fast_streak == 1 ]] && MAX_RATE_FAST=$rate || fast_streak=0
             MAX_RATE_US=-
             ((us_n > 0)) && MAX_RATE_US=$((us_sum / us_n))
