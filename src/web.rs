@@ -161,7 +161,9 @@ async fn call_events(
 /// Every agent with its state (the supervisor's view).
 async fn agents(State(endpoint): State<Arc<Endpoint>>) -> Json<Value> {
     let snapshot = endpoint.acd().snapshot();
-    Json(json!({ "agents": snapshot.agents }))
+    let now = std::time::Instant::now();
+    let agents: Vec<_> = snapshot.agents.iter().map(|a| a.fresh(now)).collect();
+    Json(json!({ "agents": agents }))
 }
 
 /// Every queue's live figures: callers waiting and ringing, longest wait, agents by state.

@@ -542,6 +542,10 @@ proptest::proptest! {
         let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
             + chrono::Duration::minutes(minute);
         let decision = RULES.with(|rules| rules.evaluate(&facts(&keys), at));
+        // The call path's decision without explanation is the same decision.
+        let quick = RULES.with(|rules| rules.decide(&facts(&keys), at));
+        proptest::prop_assert_eq!(&quick.outcome, &decision.outcome);
+        proptest::prop_assert_eq!(&quick.topic, &decision.topic);
         let hotline_open = reference_open(&HOTLINE_HOURS, at);
         let fundbuero_open = reference_open(&FUNDBUERO_HOURS, at);
         if !hotline_open {

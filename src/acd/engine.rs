@@ -305,6 +305,17 @@ impl Acd {
             .collect();
         waiting.sort_by_key(|e| e.order_key());
         let waiting: Vec<CallId> = waiting.into_iter().map(|e| e.call).collect();
+        if waiting.is_empty() {
+            return;
+        }
+        // Offers turn available agents into reserved ones, both logged in: the counts per
+        // queue hold for the whole dispatch, and so does "nobody is available" once true.
+        let mut logged_in: BTreeMap<String, u32> = BTreeMap::new();
+        let mut available = self
+            .agents
+            .values()
+            .filter(|a| matches!(a.state, AgentState::Available { .. }))
+            .count();
 
         for call in waiting {
             let Some(CallRecord::Queued(entry)) = self.calls.get(&call) else {
@@ -322,8 +333,29 @@ impl Acd {
                 self.overflow(call, OverflowReason::MaxWait, out);
                 continue;
             }
-            if self.logged_in_agents(config) == 0 {
+            let staffed = match logged_in.get(&entry.queue) {
+                Some(n) => *n,
+                None => {
+                    let n = self.logged_in_agents(config);
+                    logged_in.insert(entry.queue.clone(), n);
+                    n
+                }
+            };
+            if staffed == 0 {
                 self.overflow(call, OverflowReason::NoAgents, out);
+                continue;
+            }
+            if available == 0 {
+                // Nobody to offer: only the escalation time still matters for this caller.
+                let next_escalation = queue::next_escalation(
+                    config.min_level,
+                    &config.escalation,
+                    entry.entered,
+                    now,
+                );
+                if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
+                    entry.next_escalation = next_escalation;
+                }
                 continue;
             }
             let level = queue::min_level(config.min_level, &config.escalation, waited);
@@ -370,6 +402,7 @@ impl Acd {
                 {
                     continue;
                 }
+                available = available.saturating_sub(1);
                 let order = self.agents.get(&agent).map(|a| a.order);
                 if let Some(q) = self.queues.get_mut(&queue_id) {
                     q.last_rr = order;

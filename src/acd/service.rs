@@ -116,9 +116,24 @@ pub struct AgentView {
     /// The ACD's call number the agent rings for or talks with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call: Option<String>,
-    /// Seconds in the current state.
+    /// Seconds in the current state (as of `entered`; [`AgentView::fresh`] brings it up to
+    /// date).
     pub since_secs: u64,
     pub queues: Vec<String>,
+    /// When the agent entered its state.
+    #[serde(skip)]
+    pub entered: Option<Instant>,
+}
+
+impl AgentView {
+    /// This view with `since_secs` counted up to now.
+    pub fn fresh(&self, now: Instant) -> AgentView {
+        let mut view = self.clone();
+        if let Some(entered) = self.entered {
+            view.since_secs = now.saturating_duration_since(entered).as_secs();
+        }
+        view
+    }
 }
 
 /// One queue's live figures.
@@ -138,10 +153,11 @@ pub struct QueueView {
 }
 
 /// What everyone else may read without asking the ACD task (swapped after every command).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct AcdSnapshot {
     pub queues: BTreeMap<String, QueueView>,
-    pub agents: Vec<AgentView>,
+    /// Rebuilt only when an agent changed (see [`AgentView::fresh`] for the time in state).
+    pub agents: Arc<Vec<AgentView>>,
 }
 
 impl AcdSnapshot {
@@ -292,6 +308,8 @@ pub struct AcdService {
     trigger: &'static str,
     /// Carrying out the decisions of a timer poll.
     polling: bool,
+    /// An agent changed since the last snapshot.
+    agents_dirty: std::cell::Cell<bool>,
 }
 
 impl AcdService {
@@ -333,6 +351,7 @@ impl AcdService {
             started: now,
             trigger: "agent_free",
             polling: false,
+            agents_dirty: std::cell::Cell::new(true),
         };
         service.publish(now);
         (service, handle, rx)
@@ -460,6 +479,7 @@ impl AcdService {
                 }
                 self.agents = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
                 self.rules_version = rules_version;
+                self.agents_dirty.set(true);
                 Ok(decisions)
             }
             AcdCommand::Agent { agent, op, reply } => {
@@ -587,6 +607,7 @@ impl AcdService {
                     self.calls.remove(&call);
                 }
                 AcdDecision::AgentChanged { agent, state } => {
+                    self.agents_dirty.set(true);
                     self.since.insert(agent.clone(), now);
                     let acd_us = now.saturating_duration_since(self.started).as_micros() as u64;
                     info!(event = "agent", %agent, state = state.name(), acd_us, "agent state");
@@ -637,6 +658,7 @@ impl AcdService {
                 .get(id)
                 .map_or(0, |t| now.saturating_duration_since(*t).as_secs()),
             queues,
+            entered: self.since.get(id).copied(),
         })
     }
 
@@ -665,11 +687,16 @@ impl AcdService {
                 ))
             })
             .collect();
-        let agents = self
-            .agents
-            .keys()
-            .filter_map(|id| self.agent_view(id, now))
-            .collect();
+        let agents = if self.agents_dirty.replace(false) {
+            Arc::new(
+                self.agents
+                    .keys()
+                    .filter_map(|id| self.agent_view(id, now))
+                    .collect(),
+            )
+        } else {
+            self.snapshot.load().agents.clone()
+        };
         self.snapshot
             .store(Arc::new(AcdSnapshot { queues, agents }));
     }

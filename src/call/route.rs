@@ -79,7 +79,7 @@ impl CallerLeg {
             return self.feature_code(feature, now);
         }
         self.facts.queues = self.endpoint.acd().snapshot().queue_states();
-        let decision = self.rules.rules.evaluate(&self.facts, chrono::Utc::now());
+        let decision = self.rules.rules.decide(&self.facts, chrono::Utc::now());
         self.apply_decision(decision, now);
     }
 

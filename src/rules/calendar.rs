@@ -402,6 +402,18 @@ impl Calendar {
             .is_open()
     }
 
+    /// Open or closed at `at` and why, without searching for the next change: `closes_at` and
+    /// `opens_at` are left at `at` (for deciding, not for telling).
+    pub fn status_without_change(&self, at: DateTime<Utc>) -> Status {
+        match self.state_at(at, &mut HolidayCache::new(self.spec.public_holidays)) {
+            State::Open => Status::Open { closes_at: at },
+            State::Closed(reason) => Status::Closed {
+                reason: reason.into_closed_reason(),
+                opens_at: Some(at),
+            },
+        }
+    }
+
     /// Open or closed at `at`, why, and until when.
     pub fn status(&self, at: DateTime<Utc>) -> Status {
         let mut holidays = HolidayCache::new(self.spec.public_holidays);

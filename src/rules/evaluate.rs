@@ -38,6 +38,9 @@ struct Evaluation<'a> {
     announce: Vec<String>,
     trail: Vec<Step>,
     calendars: Vec<(String, Status)>,
+    /// Build the trail (texts, calendar change times); off on the call path, where only the
+    /// outcome matters.
+    explain: bool,
 }
 
 /// Where an action leaves the evaluation.
@@ -51,6 +54,16 @@ impl RuleSet {
     /// Decides where the call goes at `now`. Pure: the same rules, facts and time always give
     /// the same decision.
     pub fn evaluate(&self, facts: &CallFacts, now: DateTime<Utc>) -> Decision {
+        self.evaluate_with(facts, now, true)
+    }
+
+    /// As [`RuleSet::evaluate`], without the explanation: the same outcome and topic, an empty
+    /// trail, and no search for the calendars' next opening or closing time (calls use this).
+    pub fn decide(&self, facts: &CallFacts, now: DateTime<Utc>) -> Decision {
+        self.evaluate_with(facts, now, false)
+    }
+
+    fn evaluate_with(&self, facts: &CallFacts, now: DateTime<Utc>, explain: bool) -> Decision {
         let number = self.number_for(&facts.dialled).map(|n| n.id.clone());
         let mut evaluation = Evaluation {
             rules: self,
@@ -63,6 +76,7 @@ impl RuleSet {
             announce: Vec::new(),
             trail: Vec::new(),
             calendars: Vec::new(),
+            explain,
         };
         let outcome = match &number {
             None => {
@@ -125,6 +139,8 @@ impl RuleSet {
             announce: Vec::new(),
             trail: Vec::new(),
             calendars: Vec::new(),
+            // The call path: no explanation needed.
+            explain: false,
         };
         let outcome = match evaluation.act(action, 1) {
             Next::Done(outcome) => outcome,
@@ -141,6 +157,9 @@ impl RuleSet {
 
 impl<'a> Evaluation<'a> {
     fn step(&mut self, kind: StepKind, text: String) {
+        if !self.explain {
+            return;
+        }
         self.trail.push(Step { kind, text });
     }
 
@@ -371,12 +390,20 @@ impl<'a> Evaluation<'a> {
         if let Some((_, status)) = self.calendars.iter().find(|(c, _)| c == id) {
             return status.clone();
         }
-        let status = self.rules.calendars[id].calendar.status(self.now);
+        let calendar = &self.rules.calendars[id].calendar;
+        let status = if self.explain {
+            calendar.status(self.now)
+        } else {
+            calendar.status_without_change(self.now)
+        };
         self.calendars.push((id.to_string(), status.clone()));
         status
     }
 
     fn describe(&self, id: &str, status: &Status) -> String {
+        if !self.explain {
+            return String::new();
+        }
         let tz = self.rules.calendars[id].timezone;
         match status {
             Status::Open { closes_at } => {
