@@ -521,6 +521,7 @@ impl Metrics {
 
     /// Creates the per-queue series with 0 (so rates and ratios exist before the first call).
     fn touch_queue(&self, queue: &str) {
+        self.queued.with_label_values(&[queue]);
         self.offered.with_label_values(&[queue]);
         self.queue_answered.with_label_values(&[queue]);
         self.abandoned.with_label_values(&[queue]);
