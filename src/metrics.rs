@@ -21,14 +21,15 @@ use chrono::{DateTime, Utc};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::sync::broadcast;
 
 use crate::events::{CallEvent, CallEventKind};
 use crate::shutdown::Shutdown;
 use crate::sip::endpoint::Endpoint;
+use crate::sip::traffic::{CODE_CLASSES, DIRECTIONS, METHODS, TrafficCounts};
 
 /// The `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -39,11 +40,66 @@ pub const CALL_DURATION_BUCKETS: &[f64] = &[
     1800.0,
 ];
 
-/// Calls whose start we remember for the duration histogram. An `ended` event lost to lag
-/// would otherwise leave its start behind forever.
+/// Bucket edges of `zentrale_queue_wait_seconds` (queue join → answered, abandoned, overflowed
+/// or left), 5 s … 10 min: every service-level threshold anyone asks about (20 s, 30 s …) is an
+/// edge, and `le="5"` separates short abandons.
+pub const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 600.0,
+];
+
+/// Bucket edges of `zentrale_talk_seconds` (connected to an agent → call ended), 5 s … 1 h.
+pub const TALK_BUCKETS: &[f64] = &[
+    5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0,
+];
+
+/// The `outcome` label values of `zentrale_queue_wait_seconds`.
+pub const WAIT_OUTCOMES: [&str; 4] = ["answered", "abandoned", "overflowed", "left"];
+
+/// The `reason` label values of `zentrale_queue_calls_overflowed_total`.
+pub const OVERFLOW_REASONS: [&str; 3] = ["full", "max_wait", "no_agents"];
+
+/// Calls whose progress we remember (start, queue, agent). An `ended` event lost to lag would
+/// otherwise leave its entry behind forever.
 const MAX_OPEN_CALLS: usize = 50_000;
-/// Starts older than this are forgotten when the table is full.
+/// Entries older than this are forgotten when the table is full.
 const STALE_AFTER_SECS: i64 = 6 * 3600;
+
+/// What the metrics task remembers about one call until its `ended` event: a few timestamps
+/// and the queue id (a rules id, bounded), never numbers.
+#[derive(Debug, Default)]
+struct OpenCall {
+    /// When the call came in (its `incoming` event), if we saw that.
+    started: Option<DateTime<Utc>>,
+    /// When we first heard of the call (for forgetting stale entries).
+    seen: Option<DateTime<Utc>>,
+    /// The queue the caller waits in now, and since when.
+    waiting: Option<(String, DateTime<Utc>)>,
+    /// The queue whose agent the caller talks with, and since when.
+    talking: Option<(String, DateTime<Utc>)>,
+    /// Agents ringing for the caller, with the queue they ring for.
+    rings: Vec<(String, String)>,
+}
+
+/// The `reason` label of `zentrale_queue_calls_overflowed_total`.
+fn overflow_reason(reason: &str) -> &'static str {
+    OVERFLOW_REASONS
+        .iter()
+        .find(|r| **r == reason)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The `result` label of `zentrale_agent_rings_total` for a ring that ended unanswered.
+fn ring_result(reason: &str) -> &'static str {
+    match reason {
+        "busy" => "busy",
+        "declined" => "declined",
+        "no_answer" => "no_answer",
+        "unreachable" => "unreachable",
+        "withdrawn" => "withdrawn",
+        _ => "other",
+    }
+}
 
 /// The `reason_class` of `zentrale_calls_ended_total`.
 pub fn reason_class(reason: &str) -> &'static str {
@@ -90,10 +146,18 @@ pub struct Metrics {
     announced: IntCounterVec,
     ended: IntCounterVec,
     duration: Histogram,
+    offered: IntCounterVec,
+    queue_answered: IntCounterVec,
+    abandoned: IntCounterVec,
+    overflowed: IntCounterVec,
+    left: IntCounterVec,
+    wait: HistogramVec,
+    talk: HistogramVec,
+    rings: IntCounterVec,
     events: IntCounter,
     events_lost: IntCounter,
-    /// Call-ID → `incoming` time, until the call's `ended` event.
-    started: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Call-ID → what we know of the call, until its `ended` event.
+    open: Mutex<HashMap<String, OpenCall>>,
 }
 
 impl Default for Metrics {
@@ -108,6 +172,24 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
         .register(Box::new(c.clone()))
         .expect("metric registered once");
     c
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric definition");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -186,6 +268,56 @@ impl Metrics {
                 &["reason_class"],
             ),
             duration,
+            offered: counter_vec(
+                r,
+                "zentrale_queue_calls_offered_total",
+                "Callers who joined the queue (a caller overflowing to another queue counts in each).",
+                &["queue"],
+            ),
+            queue_answered: counter_vec(
+                r,
+                "zentrale_queue_calls_answered_total",
+                "Callers of the queue connected to an agent.",
+                &["queue"],
+            ),
+            abandoned: counter_vec(
+                r,
+                "zentrale_queue_calls_abandoned_total",
+                "Callers whose call ended while they waited in the queue or an agent's phone rang for them.",
+                &["queue"],
+            ),
+            overflowed: counter_vec(
+                r,
+                "zentrale_queue_calls_overflowed_total",
+                "Callers the queue sent on by its overflow action, by reason (full, max_wait, no_agents).",
+                &["queue", "reason"],
+            ),
+            left: counter_vec(
+                r,
+                "zentrale_queue_calls_left_total",
+                "Callers who left the queue with its leave key.",
+                &["queue"],
+            ),
+            wait: histogram_vec(
+                r,
+                "zentrale_queue_wait_seconds",
+                "Time from joining the queue to leaving it, by outcome (answered, abandoned, overflowed, left).",
+                &["queue", "outcome"],
+                QUEUE_WAIT_BUCKETS,
+            ),
+            talk: histogram_vec(
+                r,
+                "zentrale_talk_seconds",
+                "Time from the caller's connection to an agent to the end of the call, by queue.",
+                &["queue"],
+                TALK_BUCKETS,
+            ),
+            rings: counter_vec(
+                r,
+                "zentrale_agent_rings_total",
+                "Agent phones rung for callers, by queue and how the ring ended (answered, busy, declined, no_answer, unreachable, withdrawn).",
+                &["queue", "result"],
+            ),
             events: counter(
                 r,
                 "zentrale_events_processed_total",
@@ -196,7 +328,7 @@ impl Metrics {
                 "zentrale_events_lost_total",
                 "Call events the metrics task lost because it fell behind the event bus.",
             ),
-            started: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
             registry,
         }
     }
@@ -207,7 +339,9 @@ impl Metrics {
         match &event.kind {
             CallEventKind::Incoming { .. } => {
                 self.calls.inc();
-                self.remember_start(&event.call_id, event.at);
+                self.with_call(&event.call_id, event.at, true, |call| {
+                    call.started = Some(event.at)
+                });
             }
             CallEventKind::Answered => self.answered.inc(),
             CallEventKind::Rejected { status } => self
@@ -220,17 +354,53 @@ impl Metrics {
             // Agent states are read from the ACD snapshot at scrape time.
             CallEventKind::Play { .. }
             | CallEventKind::Agent { .. }
-            | CallEventKind::Ring { .. }
-            | CallEventKind::RingEnded { .. }
-            | CallEventKind::Connected { .. }
-            | CallEventKind::Announce { .. }
-            | CallEventKind::LeftQueue { .. } => {}
+            | CallEventKind::Announce { .. } => {}
+            CallEventKind::Ring { agent, queue } => {
+                self.with_call(&event.call_id, event.at, false, |call| {
+                    call.rings.push((agent.clone(), queue.clone()))
+                });
+            }
+            CallEventKind::RingEnded { agent, reason } => {
+                self.with_call(&event.call_id, event.at, false, |call| {
+                    if let Some(n) = call.rings.iter().position(|(a, _)| a == agent) {
+                        let (_, queue) = call.rings.swap_remove(n);
+                        self.rings
+                            .with_label_values(&[queue.as_str(), ring_result(reason)])
+                            .inc();
+                    }
+                });
+            }
+            CallEventKind::Connected { agent } => {
+                self.with_call(&event.call_id, event.at, false, |call| {
+                    self.connected(call, agent, event.at)
+                });
+            }
+            CallEventKind::LeftQueue { queue, reason } => {
+                self.with_call(&event.call_id, event.at, false, |call| {
+                    let outcome = if reason == "key" {
+                        self.left.with_label_values(&[queue.as_str()]).inc();
+                        "left"
+                    } else {
+                        self.overflowed
+                            .with_label_values(&[queue.as_str(), overflow_reason(reason)])
+                            .inc();
+                        "overflowed"
+                    };
+                    if let Some((waited_in, since)) = call.waiting.take() {
+                        self.observe_wait(&waited_in, outcome, since, event.at);
+                    }
+                });
+            }
             CallEventKind::Key { source, .. } => {
                 self.keys.with_label_values(&[key_source(source)]).inc()
             }
             CallEventKind::NoInput => self.no_input.inc(),
             CallEventKind::Queued { queue, .. } => {
-                self.queued.with_label_values(&[queue.as_str()]).inc()
+                self.queued.with_label_values(&[queue.as_str()]).inc();
+                self.offered.with_label_values(&[queue.as_str()]).inc();
+                self.with_call(&event.call_id, event.at, true, |call| {
+                    call.waiting = Some((queue.clone(), event.at))
+                });
             }
             CallEventKind::AnnounceAndHangUp { topic } => self
                 .announced
@@ -238,17 +408,78 @@ impl Metrics {
                 .inc(),
             CallEventKind::Ended { reason } => {
                 self.ended.with_label_values(&[reason_class(reason)]).inc();
-                let start = self
-                    .started
+                let call = self
+                    .open
                     .lock()
                     .ok()
-                    .and_then(|mut started| started.remove(&event.call_id));
-                if let Some(start) = start {
-                    let secs = (event.at - start).num_milliseconds().max(0) as f64 / 1000.0;
-                    self.duration.observe(secs);
+                    .and_then(|mut open| open.remove(&event.call_id));
+                if let Some(call) = call {
+                    self.ended_call(call, event.at);
                 }
             }
         }
+    }
+
+    /// The caller talks with `agent`: the wait ends answered, the ring answered, talk begins.
+    fn connected(&self, call: &mut OpenCall, agent: &str, at: DateTime<Utc>) {
+        let rang_for = call
+            .rings
+            .iter()
+            .position(|(a, _)| a == agent)
+            .map(|n| call.rings.swap_remove(n).1);
+        if let Some(queue) = &rang_for {
+            self.rings
+                .with_label_values(&[queue.as_str(), "answered"])
+                .inc();
+        }
+        let queue = match call.waiting.take() {
+            Some((queue, since)) => {
+                self.observe_wait(&queue, "answered", since, at);
+                Some(queue)
+            }
+            None => rang_for,
+        };
+        // Connected again (another agent took over): the earlier talk ends here.
+        if let Some((queue, since)) = call.talking.take() {
+            self.talk
+                .with_label_values(&[queue.as_str()])
+                .observe(seconds(since, at));
+        }
+        if let Some(queue) = queue {
+            self.queue_answered
+                .with_label_values(&[queue.as_str()])
+                .inc();
+            call.talking = Some((queue, at));
+        }
+    }
+
+    /// The call ended: its duration, an abandoned wait, the talk time, rings it left behind.
+    fn ended_call(&self, call: OpenCall, at: DateTime<Utc>) {
+        if let Some(start) = call.started {
+            self.duration.observe(seconds(start, at));
+        }
+        if let Some((queue, since)) = call.waiting {
+            self.abandoned.with_label_values(&[queue.as_str()]).inc();
+            self.observe_wait(&queue, "abandoned", since, at);
+        }
+        if let Some((queue, since)) = call.talking {
+            self.talk
+                .with_label_values(&[queue.as_str()])
+                .observe(seconds(since, at));
+        }
+        // Rings still open end with the caller (their own ring_ended may follow; the call is
+        // forgotten by then, so each ring counts once).
+        for (_, queue) in call.rings {
+            self.rings
+                .with_label_values(&[queue.as_str(), "withdrawn"])
+                .inc();
+        }
+    }
+
+    fn observe_wait(&self, queue: &str, outcome: &str, since: DateTime<Utc>, at: DateTime<Utc>) {
+        self.wait
+            .with_label_values(&[queue, outcome])
+            .observe(seconds(since, at));
     }
 
     /// Counts events lost to a lagging subscription.
@@ -256,21 +487,59 @@ impl Metrics {
         self.events_lost.inc_by(events);
     }
 
-    fn remember_start(&self, call_id: &str, at: DateTime<Utc>) {
-        let Ok(mut started) = self.started.lock() else {
+    /// Runs `f` on the call's entry. Only `create` events (incoming, queued) make a new one,
+    /// and only while the table has room (after forgetting entries older than six hours).
+    fn with_call(
+        &self,
+        call_id: &str,
+        at: DateTime<Utc>,
+        create: bool,
+        f: impl FnOnce(&mut OpenCall),
+    ) {
+        let Ok(mut open) = self.open.lock() else {
             return;
         };
-        if started.len() >= MAX_OPEN_CALLS {
-            started.retain(|_, start| (at - *start).num_seconds() < STALE_AFTER_SECS);
-            if started.len() >= MAX_OPEN_CALLS {
+        if let Some(call) = open.get_mut(call_id) {
+            return f(call);
+        }
+        if !create {
+            return;
+        }
+        if open.len() >= MAX_OPEN_CALLS {
+            open.retain(|_, call| {
+                call.seen
+                    .is_some_and(|seen| (at - seen).num_seconds() < STALE_AFTER_SECS)
+            });
+            if open.len() >= MAX_OPEN_CALLS {
                 return;
             }
         }
-        started.insert(call_id.to_owned(), at);
+        let call = open.entry(call_id.to_owned()).or_default();
+        call.seen = Some(at);
+        f(call);
+    }
+
+    /// Creates the per-queue series with 0 (so rates and ratios exist before the first call).
+    fn touch_queue(&self, queue: &str) {
+        self.queued.with_label_values(&[queue]);
+        self.offered.with_label_values(&[queue]);
+        self.queue_answered.with_label_values(&[queue]);
+        self.abandoned.with_label_values(&[queue]);
+        self.left.with_label_values(&[queue]);
+        for reason in OVERFLOW_REASONS {
+            self.overflowed.with_label_values(&[queue, reason]);
+        }
+        for outcome in WAIT_OUTCOMES {
+            self.wait.with_label_values(&[queue, outcome]);
+        }
+        self.talk.with_label_values(&[queue]);
     }
 
     /// The exposition text: the event metrics plus `engine`'s values at this moment.
     pub fn render(&self, engine: &EngineSnapshot) -> String {
+        for (queue, _) in &engine.queues {
+            self.touch_queue(queue);
+        }
         let mut families = self.registry.gather();
         families.extend(engine.families());
         families.sort_by(|a, b| a.name().cmp(b.name()));
@@ -294,6 +563,7 @@ pub struct EngineSnapshot {
     pub rtp_sent: u64,
     pub rtp_late: u64,
     pub rtp_received: u64,
+    pub rtp_lost: u64,
     pub rtp_frames_skipped: u64,
     pub rtp_relayed: u64,
     pub rtp_transcoded: u64,
@@ -308,6 +578,8 @@ pub struct EngineSnapshot {
     /// The ACD's dispatch latency per trigger: cumulative (upper bound s, count) buckets and
     /// the sum in s.
     pub dispatch: Vec<crate::acd::service::LatencyHistogram>,
+    /// SIP messages by direction and method / response class.
+    pub sip_traffic: TrafficCounts,
 }
 
 impl EngineSnapshot {
@@ -326,6 +598,7 @@ impl EngineSnapshot {
             rtp_sent: media.packets_sent.load(Ordering::Relaxed),
             rtp_late: media.packets_late.load(Ordering::Relaxed),
             rtp_received: media.packets_received.load(Ordering::Relaxed),
+            rtp_lost: media.packets_lost.load(Ordering::Relaxed),
             rtp_frames_skipped: media.frames_skipped.load(Ordering::Relaxed),
             rtp_relayed: media.packets_relayed.load(Ordering::Relaxed),
             rtp_transcoded: media.relay_transcoded.load(Ordering::Relaxed),
@@ -347,6 +620,7 @@ impl EngineSnapshot {
                 .map(|(id, q)| (id.clone(), *q))
                 .collect(),
             dispatch: endpoint.acd().latency.buckets(),
+            sip_traffic: endpoint.transports().traffic.counts(),
         }
     }
 
@@ -394,7 +668,7 @@ impl EngineSnapshot {
         if !self.dispatch.is_empty() {
             out.push(self.dispatch_family());
         }
-        let plain: [(&str, &str, u64); 13] = [
+        let plain: [(&str, &str, u64); 14] = [
             (
                 "zentrale_sip_requests_received_total",
                 "SIP requests received (parsed or refused as malformed).",
@@ -436,6 +710,11 @@ impl EngineSnapshot {
                 self.rtp_received,
             ),
             (
+                "zentrale_rtp_packets_lost_total",
+                "RTP packets from callers that never arrived (gaps in the sequence numbers).",
+                self.rtp_lost,
+            ),
+            (
                 "zentrale_rtp_frames_skipped_total",
                 "Audio frames skipped to catch up after the sender fell behind.",
                 self.rtp_frames_skipped,
@@ -471,6 +750,38 @@ impl EngineSnapshot {
                 g.set(clamp(value));
                 out.extend(g.collect());
             }
+        }
+        if let Ok(requests) = IntCounterVec::new(
+            Opts::new(
+                "zentrale_sip_requests_total",
+                "SIP requests by method (other: extension methods) and direction (received, sent; retransmissions included).",
+            ),
+            &["method", "direction"],
+        ) {
+            for (d, direction) in DIRECTIONS.iter().enumerate() {
+                for (m, method) in METHODS.iter().enumerate() {
+                    requests
+                        .with_label_values(&[*method, *direction])
+                        .inc_by(self.sip_traffic.requests[d][m]);
+                }
+            }
+            out.extend(requests.collect());
+        }
+        if let Ok(responses) = IntCounterVec::new(
+            Opts::new(
+                "zentrale_sip_responses_total",
+                "SIP responses by status class (1xx … 6xx) and direction (received, sent; retransmissions included).",
+            ),
+            &["code_class", "direction"],
+        ) {
+            for (d, direction) in DIRECTIONS.iter().enumerate() {
+                for (c, class) in CODE_CLASSES.iter().enumerate() {
+                    responses
+                        .with_label_values(&[*class, *direction])
+                        .inc_by(self.sip_traffic.responses[d][c]);
+                }
+            }
+            out.extend(responses.collect());
         }
         if let Ok(reloads) = IntCounterVec::new(
             Opts::new(
@@ -570,6 +881,11 @@ impl EngineSnapshot {
         }
         out
     }
+}
+
+/// Seconds from `from` to `to` (ms resolution, never negative).
+fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_milliseconds().max(0) as f64 / 1000.0
 }
 
 fn clamp(value: u64) -> i64 {
@@ -731,7 +1047,7 @@ mod tests {
         // No Call-ID or caller number leaks into a label.
         assert!(!text.contains("+493641490"), "{text}");
         // Every call that ended is forgotten.
-        assert!(metrics.started.lock().expect("lock").is_empty());
+        assert!(metrics.open.lock().expect("lock").is_empty());
     }
 
     #[test]
@@ -747,6 +1063,7 @@ mod tests {
             rtp_sent: 500,
             rtp_late: 7,
             rtp_received: 450,
+            rtp_lost: 3,
             rtp_frames_skipped: 0,
             rtp_relayed: 900,
             rtp_transcoded: 300,
@@ -773,6 +1090,12 @@ mod tests {
                 latency.record("caller_joined", std::time::Duration::from_micros(60));
                 latency.buckets()
             },
+            sip_traffic: {
+                let traffic = crate::sip::traffic::SipTraffic::default();
+                traffic.sent(b"SIP/2.0 503 Service Unavailable\r\n");
+                traffic.request(crate::sip::traffic::Direction::Received, b"INVITE");
+                traffic.counts()
+            },
         };
         let text = metrics.render(&snapshot);
         let expect = [
@@ -783,6 +1106,23 @@ mod tests {
             ("zentrale_calls_rejected_overload_total", 4.0),
             ("zentrale_rtp_packets_sent_total", 500.0),
             ("zentrale_rtp_packets_late_total", 7.0),
+            ("zentrale_rtp_packets_lost_total", 3.0),
+            (
+                "zentrale_sip_requests_total{direction=\"received\",method=\"INVITE\"}",
+                1.0,
+            ),
+            (
+                "zentrale_sip_requests_total{direction=\"sent\",method=\"other\"}",
+                0.0,
+            ),
+            (
+                "zentrale_sip_responses_total{code_class=\"5xx\",direction=\"sent\"}",
+                1.0,
+            ),
+            (
+                "zentrale_sip_responses_total{code_class=\"2xx\",direction=\"received\"}",
+                0.0,
+            ),
             ("zentrale_rtp_packets_received_total", 450.0),
             ("zentrale_rtp_packets_relayed_total", 900.0),
             ("zentrale_rtp_packets_transcoded_total", 300.0),
@@ -848,6 +1188,192 @@ mod tests {
     }
 
     #[test]
+    fn queue_events_become_offered_answered_abandoned_overflowed_and_wait_times() {
+        let metrics = Metrics::new();
+        let t0 = Utc::now();
+        let at = |secs: i64| t0 + TimeDelta::seconds(secs);
+        let queued = |queue: &str| CallEventKind::Queued {
+            queue: queue.into(),
+            topic: None,
+        };
+        let ring = |agent: &str, queue: &str| CallEventKind::Ring {
+            agent: agent.into(),
+            queue: queue.into(),
+        };
+        let ring_ended = |agent: &str, reason: &str| CallEventKind::RingEnded {
+            agent: agent.into(),
+            reason: reason.into(),
+        };
+        let connected = |agent: &str| CallEventKind::Connected {
+            agent: agent.into(),
+        };
+        let left = |queue: &str, reason: &str| CallEventKind::LeftQueue {
+            queue: queue.into(),
+            reason: reason.into(),
+        };
+        let events = [
+            // a: waits 12 s in buergerservice, one agent does not answer, the next does; talks 70 s.
+            event("a", at(0), incoming()),
+            event("a", at(3), queued("buergerservice")),
+            event("a", at(4), ring("anna", "buergerservice")),
+            event("a", at(9), ring_ended("anna", "no_answer")),
+            event("a", at(10), ring("bernd", "buergerservice")),
+            event("a", at(15), connected("bernd")),
+            event("a", at(85), ended("caller hung up")),
+            // b: hangs up after 25 s while an agent's phone rings.
+            event("b", at(0), incoming()),
+            event("b", at(1), queued("buergerservice")),
+            event("b", at(20), ring("anna", "buergerservice")),
+            event("b", at(26), ended("caller hung up")),
+            // c: the queue is full, overflows to allgemein after 0 s, answered there after 40 s.
+            event("c", at(0), incoming()),
+            event("c", at(2), queued("buergerservice")),
+            event("c", at(2), left("buergerservice", "full")),
+            event("c", at(3), queued("allgemein")),
+            event("c", at(42), ring("carla", "allgemein")),
+            event("c", at(43), connected("carla")),
+            event("c", at(53), ended("engine hung up: agent hung up")),
+            // d: leaves by key after 50 s, then hangs up during the announcement.
+            event("d", at(0), incoming()),
+            event("d", at(10), queued("allgemein")),
+            event("d", at(60), left("allgemein", "key")),
+            event("d", at(61), ended("caller hung up")),
+            // A ring for a call we never saw: ignored, nothing remembered.
+            event("x", at(0), ring("anna", "allgemein")),
+        ];
+        for e in &events {
+            metrics.observe(e);
+        }
+        let snapshot = EngineSnapshot {
+            queues: vec![("fundbuero".into(), Default::default())],
+            ..Default::default()
+        };
+        let text = metrics.render(&snapshot);
+        let expect = [
+            (
+                "zentrale_queue_calls_offered_total{queue=\"buergerservice\"}",
+                3.0,
+            ),
+            (
+                "zentrale_queue_calls_offered_total{queue=\"allgemein\"}",
+                2.0,
+            ),
+            (
+                "zentrale_queue_calls_answered_total{queue=\"buergerservice\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_calls_answered_total{queue=\"allgemein\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_calls_abandoned_total{queue=\"buergerservice\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_calls_overflowed_total{queue=\"buergerservice\",reason=\"full\"}",
+                1.0,
+            ),
+            ("zentrale_queue_calls_left_total{queue=\"allgemein\"}", 1.0),
+            // Pre-initialised for a queue of the rules that had no calls yet.
+            (
+                "zentrale_queue_calls_offered_total{queue=\"fundbuero\"}",
+                0.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_count{outcome=\"answered\",queue=\"fundbuero\"}",
+                0.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_count{outcome=\"answered\",queue=\"buergerservice\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_sum{outcome=\"answered\",queue=\"buergerservice\"}",
+                12.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_bucket{outcome=\"answered\",queue=\"buergerservice\",le=\"10\"}",
+                0.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_bucket{outcome=\"answered\",queue=\"buergerservice\",le=\"15\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_sum{outcome=\"abandoned\",queue=\"buergerservice\"}",
+                25.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_bucket{outcome=\"abandoned\",queue=\"buergerservice\",le=\"20\"}",
+                0.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_bucket{outcome=\"abandoned\",queue=\"buergerservice\",le=\"30\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_bucket{outcome=\"overflowed\",queue=\"buergerservice\",le=\"5\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_sum{outcome=\"answered\",queue=\"allgemein\"}",
+                40.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_bucket{outcome=\"answered\",queue=\"allgemein\",le=\"30\"}",
+                0.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_bucket{outcome=\"answered\",queue=\"allgemein\",le=\"45\"}",
+                1.0,
+            ),
+            (
+                "zentrale_queue_wait_seconds_sum{outcome=\"left\",queue=\"allgemein\"}",
+                50.0,
+            ),
+            ("zentrale_talk_seconds_count{queue=\"buergerservice\"}", 1.0),
+            ("zentrale_talk_seconds_sum{queue=\"buergerservice\"}", 70.0),
+            (
+                "zentrale_talk_seconds_bucket{queue=\"buergerservice\",le=\"60\"}",
+                0.0,
+            ),
+            (
+                "zentrale_talk_seconds_bucket{queue=\"buergerservice\",le=\"120\"}",
+                1.0,
+            ),
+            ("zentrale_talk_seconds_sum{queue=\"allgemein\"}", 10.0),
+            (
+                "zentrale_agent_rings_total{queue=\"buergerservice\",result=\"no_answer\"}",
+                1.0,
+            ),
+            (
+                "zentrale_agent_rings_total{queue=\"buergerservice\",result=\"answered\"}",
+                1.0,
+            ),
+            (
+                "zentrale_agent_rings_total{queue=\"buergerservice\",result=\"withdrawn\"}",
+                1.0,
+            ),
+            (
+                "zentrale_agent_rings_total{queue=\"allgemein\",result=\"answered\"}",
+                1.0,
+            ),
+            ("zentrale_calls_queued_total{queue=\"buergerservice\"}", 3.0),
+            ("zentrale_call_duration_seconds_count", 4.0),
+        ];
+        for (series, value) in expect {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+        assert!(text.contains("# TYPE zentrale_queue_wait_seconds histogram"));
+        // Agent names never become labels.
+        for agent in ["anna", "bernd", "carla"] {
+            assert!(!text.contains(agent), "{agent} in\n{text}");
+        }
+        assert!(metrics.open.lock().expect("lock").is_empty());
+    }
+
+    #[test]
     fn reason_classes_are_bounded() {
         assert_eq!(reason_class("caller hung up"), "caller_hangup");
         assert_eq!(reason_class("engine hung up: RTP timeout"), "engine_hangup");
@@ -855,6 +1381,10 @@ mod tests {
         assert_eq!(reason_class("ended"), "other");
         assert_eq!(reason_class("anything else"), "other");
         assert_eq!(status_label(42), "other");
+        assert_eq!(overflow_reason("max_wait"), "max_wait");
+        assert_eq!(overflow_reason("anything"), "other");
+        assert_eq!(ring_result("busy"), "busy");
+        assert_eq!(ring_result("+4936411234"), "other");
     }
 
     #[tokio::test]

@@ -174,6 +174,49 @@ fn metrics_count_the_calls_and_requests_the_test_made() {
         15.0,
         "{text}"
     );
+    // The same requests by method; the engine itself sent no request (callers hung up).
+    let requests = |labels: &str| {
+        value(&text, &format!("zentrale_sip_requests_total{{{labels}}}"))
+            - sample(&before, &format!("zentrale_sip_requests_total{{{labels}}}")).unwrap_or(0.0)
+    };
+    for (method, n) in [
+        ("INVITE", 5.0),
+        ("ACK", 5.0),
+        ("BYE", 3.0),
+        ("CANCEL", 1.0),
+        ("OPTIONS", 1.0),
+        ("other", 0.0),
+    ] {
+        assert_eq!(
+            requests(&format!("direction=\"received\",method=\"{method}\"")),
+            n,
+            "{method}: {text}"
+        );
+        assert_eq!(
+            requests(&format!("direction=\"sent\",method=\"{method}\"")),
+            0.0,
+            "{method}: {text}"
+        );
+    }
+    // Responses sent since the start-up probe: 200 to 3 INVITEs, 3 BYEs, the CANCEL and the
+    // OPTIONS (each once: every final was ACKed at once); 487 and 404; no 5xx.
+    let responses = |class: &str| {
+        let series =
+            format!("zentrale_sip_responses_total{{code_class=\"{class}\",direction=\"sent\"}}");
+        value(&text, &series) - sample(&before, &series).unwrap_or(0.0)
+    };
+    assert_eq!(responses("2xx"), 8.0, "{text}");
+    assert_eq!(responses("4xx"), 2.0, "{text}");
+    assert_eq!(responses("5xx"), 0.0, "{text}");
+    assert!(responses("1xx") >= 4.0, "100 Trying to each INVITE: {text}");
+    assert_eq!(
+        value(
+            &text,
+            "zentrale_sip_responses_total{code_class=\"2xx\",direction=\"received\"}"
+        ),
+        0.0
+    );
+    assert!(sample(&text, "zentrale_rtp_packets_lost_total").is_some());
     assert_eq!(value(&text, "zentrale_calls_active"), 0.0);
     assert_eq!(value(&text, "zentrale_calls_rejected_overload_total"), 0.0);
     assert!(

@@ -116,6 +116,8 @@ pub struct MediaStats {
     /// Packets sent more than 10 ms after their due time.
     pub packets_late: AtomicU64,
     pub packets_received: AtomicU64,
+    /// Caller packets missing from the sequence (gaps in the RTP sequence numbers of one SSRC).
+    pub packets_lost: AtomicU64,
     pub frames_skipped: AtomicU64,
     /// Packets forwarded between caller and agent, both directions.
     pub packets_relayed: AtomicU64,
@@ -245,6 +247,7 @@ async fn run(
     let socket = &port.socket;
     let mut remote = config.remote;
     let mut latched = false;
+    let mut loss = SequenceGaps::default();
     let mut sender = RtpSender::new(law.payload_type(), Instant::now());
     let mut player = Player {
         law,
@@ -299,6 +302,10 @@ async fn run(
                     continue; // not RTP (e.g. STUN or junk): ignore
                 };
                 stats.packets_received.fetch_add(1, Ordering::Relaxed);
+                let lost = loss.packet(rtp.ssrc(), u16::from(rtp.sequence_number()));
+                if lost > 0 {
+                    stats.packets_lost.fetch_add(lost, Ordering::Relaxed);
+                }
                 last_heard = now;
                 timeout_reported = false;
                 // Symmetric RTP: answer where the caller's packets come from (NAT).
@@ -385,6 +392,7 @@ async fn run(
             last_heard,
             timeout_reported,
             rtp_timeout: config.rtp_timeout,
+            loss,
         };
         relay(caller, bridge, &sender, &stats, commands, events).await;
     }
@@ -400,6 +408,7 @@ struct CallerSide {
     last_heard: Instant,
     timeout_reported: bool,
     rtp_timeout: Duration,
+    loss: SequenceGaps,
 }
 
 /// The largest datagram relayed; larger ones are dropped (G.711 at 20 ms is 172 bytes).
@@ -424,6 +433,7 @@ async fn relay(
         mut last_heard,
         mut timeout_reported,
         rtp_timeout,
+        mut loss,
     } = caller;
     let mut agent_codecs = Codecs {
         law: bridge.law,
@@ -495,10 +505,14 @@ async fn relay(
             received = port.socket.recv_from(from_caller) => {
                 let Ok((n, from)) = received else { continue };
                 let packet = &from_caller[..n];
-                if rtp_rs::RtpReader::new(packet).is_err() {
+                let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
                     continue; // not RTP (e.g. STUN or junk): ignore
-                }
+                };
                 stats.packets_received.fetch_add(1, Ordering::Relaxed);
+                let lost = loss.packet(rtp.ssrc(), u16::from(rtp.sequence_number()));
+                if lost > 0 {
+                    stats.packets_lost.fetch_add(lost, Ordering::Relaxed);
+                }
                 last_heard = Instant::now();
                 if timeout_reported {
                     timeout_reported = false;
@@ -548,6 +562,37 @@ async fn relay(
     }
 }
 
+/// Largest forward jump in the sequence counted as loss; a bigger one is a restarted stream.
+const MAX_GAP: u16 = 3000;
+
+/// Counts sequence gaps in the caller's RTP: two integers per call, no allocation. A packet
+/// behind the highest sequence seen (reordered or duplicated) counts nothing and leaves the
+/// state alone, so a reordered packet is counted lost (RFC 3550 §A.3 would credit it back; at
+/// these rates the difference is noise). A new SSRC or a jump beyond [`MAX_GAP`] restarts.
+#[derive(Debug, Default, Clone, Copy)]
+struct SequenceGaps {
+    /// The SSRC and the sequence number expected next.
+    expected: Option<(u32, u16)>,
+}
+
+impl SequenceGaps {
+    /// Notes one packet; returns how many packets before it went missing.
+    fn packet(&mut self, ssrc: u32, sequence: u16) -> u64 {
+        let next = sequence.wrapping_add(1);
+        let Some((known, expected)) = self.expected.filter(|(s, _)| *s == ssrc) else {
+            self.expected = Some((ssrc, next));
+            return 0;
+        };
+        let gap = sequence.wrapping_sub(expected);
+        if gap >= 0x8000 {
+            // Behind what we expect: late or duplicate.
+            return 0;
+        }
+        self.expected = Some((known, next));
+        if gap > MAX_GAP { 0 } else { u64::from(gap) }
+    }
+}
+
 /// Counts one relayed packet.
 fn count(stats: &MediaStats, transcoded: bool) {
     stats.packets_relayed.fetch_add(1, Ordering::Relaxed);
@@ -559,6 +604,26 @@ fn count(stats: &MediaStats, transcoded: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_gaps_count_missing_packets_only() {
+        let mut gaps = SequenceGaps::default();
+        assert_eq!(gaps.packet(7, 65_534), 0);
+        assert_eq!(gaps.packet(7, 65_535), 0);
+        assert_eq!(gaps.packet(7, 1), 1, "0 went missing across the wrap");
+        assert_eq!(gaps.packet(7, 1), 0, "duplicate");
+        assert_eq!(gaps.packet(7, 0), 0, "late");
+        assert_eq!(gaps.packet(7, 5), 3);
+        assert_eq!(gaps.packet(7, 6), 0);
+        assert_eq!(gaps.packet(9, 100), 0, "new source restarts");
+        assert_eq!(gaps.packet(9, 101), 0);
+        assert_eq!(
+            gaps.packet(9, 20_000),
+            0,
+            "a huge jump is a restart, not loss"
+        );
+        assert_eq!(gaps.packet(9, 20_002), 1);
+    }
     use crate::media::rtp_ports::RtpPortPool;
 
     fn prompt(len_frames: usize, value: i16) -> Prompt {

@@ -19,6 +19,7 @@ use tracing::{debug, info};
 use super::message::{HeaderName, Message, Method, ParseError, Request, Response, write_response};
 use super::registrar::Registrar;
 use super::reply::{ALLOW, random_token, reason_phrase, reply};
+use super::traffic::Direction;
 use super::transaction::TimerConfig;
 use super::transport::{Flow, Transports};
 use super::uas::{Verdict, classify};
@@ -299,10 +300,16 @@ impl Endpoint {
         match parsed {
             Ok(Message::Request(request)) => {
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                self.transports
+                    .traffic
+                    .request(Direction::Received, request.method.as_str().as_bytes());
                 self.on_request(request, flow)
             }
             Ok(Message::Response(response)) => {
                 self.stats.responses.fetch_add(1, Ordering::Relaxed);
+                self.transports
+                    .traffic
+                    .response(Direction::Received, response.status);
                 self.on_response(response, flow)
             }
             Err(ParseError::BadRequest {
@@ -311,6 +318,9 @@ impl Endpoint {
                 reason,
             }) => {
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                self.transports
+                    .traffic
+                    .request(Direction::Received, request.method.as_str().as_bytes());
                 // Never answer an ACK (RFC 3261 §17.2.1), never answer without a Via to follow.
                 if request.method != Method::Ack && request.headers.count(&HeaderName::Via) > 0 {
                     debug!(peer = %flow.peer(), status, %reason, "malformed request refused");

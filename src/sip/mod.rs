@@ -1,7 +1,7 @@
 //! Our SIP layer, split by RFC 3261 layer: [`message`] (framing, tokenising, serialising),
 //! [`headers`] (typed views of the headers we act on), [`validate`] (what a UAS checks before
 //! acting), [`reply`] (building responses), [`transaction`] (pure timer state machines),
-//! [`transport`] (UDP/TCP), [`endpoint`] (dispatch of each received message), and [`digest`]
+//! [`transport`] (UDP/TCP, counting what it sends in [`traffic`]), [`endpoint`] (dispatch of each received message), and [`digest`]
 //! with [`registrar`] (agents' phones REGISTER with Digest authentication).
 //!
 //! Why our own and not `rsipstack`: RFC 4475 demands answers `rsipstack` 0.7.14 cannot give
@@ -17,6 +17,7 @@ pub mod headers;
 pub mod message;
 pub mod registrar;
 pub mod reply;
+pub mod traffic;
 pub mod transaction;
 pub mod transport;
 pub mod uas;

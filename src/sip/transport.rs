@@ -52,6 +52,9 @@ pub struct Transports {
     tcp_open: AtomicUsize,
     /// Datagrams or stream writes we had to drop because a queue was full.
     pub send_drops: AtomicU64,
+    /// Messages by method / response class, sent (counted here) and received (counted by the
+    /// endpoint).
+    pub traffic: super::traffic::SipTraffic,
 }
 
 /// How many writes may wait for one TCP connection before we drop (bounded, never grows).
@@ -65,12 +68,14 @@ impl Transports {
             next_conn: AtomicU64::new(1),
             tcp_open: AtomicUsize::new(0),
             send_drops: AtomicU64::new(0),
+            traffic: super::traffic::SipTraffic::default(),
         }
     }
 
     /// Sends along a flow. Never waits: a full socket buffer or write queue drops the message
     /// (and counts it); SIP's retransmissions recover on UDP.
     pub fn send(&self, flow: &Flow, bytes: Bytes) {
+        self.traffic.sent(&bytes);
         match flow {
             Flow::Udp { peer } => {
                 let Some(socket) = &self.udp else { return };
