@@ -217,6 +217,45 @@ fn forty_callers_reach_agents_with_the_right_skill() {
 
     assert_longest_idle_first(&events);
 
+    // What a supervisor's Prometheus sees: 10 offered and 10 answered callers per queue, each
+    // with one answered wait and one talk time; nobody abandoned or overflowed.
+    let (status, metrics) = common::http::request(engine.http_addr(), "GET", "/metrics", None);
+    assert_eq!(status, 200, "{metrics}");
+    let sample = |series: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    for (_, queue) in topics {
+        for (series, want) in [
+            (
+                format!("zentrale_queue_calls_offered_total{{queue=\"{queue}\"}}"),
+                10.0,
+            ),
+            (
+                format!("zentrale_queue_calls_answered_total{{queue=\"{queue}\"}}"),
+                10.0,
+            ),
+            (
+                format!("zentrale_queue_calls_abandoned_total{{queue=\"{queue}\"}}"),
+                0.0,
+            ),
+            (
+                format!(
+                    "zentrale_queue_wait_seconds_count{{outcome=\"answered\",queue=\"{queue}\"}}"
+                ),
+                10.0,
+            ),
+            (
+                format!("zentrale_talk_seconds_count{{queue=\"{queue}\"}}"),
+                10.0,
+            ),
+        ] {
+            assert_eq!(sample(&series), Some(want), "{series}");
+        }
+    }
+
     // Talk audio both ways: the agents' phones heard the callers' recording and the callers
     // heard the agents' (the same PCMA file on both sides, relayed without transcoding).
     let talk: BTreeSet<Vec<u8>> = acd::rtp_payloads(Path::new(TALK_PCAP))
