@@ -1,6 +1,7 @@
 -- Call detail records and the queue event log (zentrale records, schema version 1).
 -- Portable SQL: the same file runs on SQLite and PostgreSQL.
--- Times are milliseconds since 1970-01-01 UTC (BIGINT); durations are seconds (DOUBLE).
+-- Times are milliseconds since 1970-01-01 UTC, durations milliseconds (all BIGINT: no floating
+-- point, the same on both databases).
 
 -- One row per call, written when the call ends.
 CREATE TABLE calls (
@@ -24,10 +25,10 @@ CREATE TABLE calls (
     outcome TEXT NOT NULL,
     end_reason TEXT NOT NULL,
     reject_status INTEGER,
-    -- Seconds spent waiting in queues (all visits), NULL if never queued.
-    wait_secs DOUBLE PRECISION,
-    -- Seconds from connected to the end of the call, NULL if never connected.
-    talk_secs DOUBLE PRECISION,
+    -- Time spent waiting in queues (all visits), NULL if never queued.
+    wait_ms BIGINT,
+    -- Time from connected to the end of the call, NULL if never connected.
+    talk_ms BIGINT,
     rules_version TEXT NOT NULL
 );
 CREATE INDEX calls_ended_at ON calls (ended_at_ms);
@@ -46,8 +47,8 @@ CREATE TABLE queue_events (
     -- overflow: full | max_wait | no_agents; leave: key; abandon: the call's end reason;
     -- agent_state: the pause reason, if any.
     reason TEXT,
-    -- connect | abandon | overflow | leave (the end of a queue visit): seconds since enter.
-    wait_secs DOUBLE PRECISION,
+    -- connect | abandon | overflow | leave (the end of a queue visit): time since enter.
+    wait_ms BIGINT,
     topic TEXT,
     -- agent_state: the new state (logged_out, available, reserved, talking, wrap_up, paused …).
     detail TEXT

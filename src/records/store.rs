@@ -155,7 +155,7 @@ impl Store {
                         "INSERT INTO calls (call_id, started_at_ms, answered_at_ms, ended_at_ms, \
                          transport, dialled, caller, topic, first_queue, final_queue, \
                          queued_at_ms, connected_at_ms, agent, outcome, end_reason, \
-                         reject_status, wait_secs, talk_secs, rules_version) VALUES \
+                         reject_status, wait_ms, talk_ms, rules_version) VALUES \
                          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
                          $16, $17, $18, $19)",
                     )
@@ -175,8 +175,8 @@ impl Store {
                     .bind(&c.outcome)
                     .bind(&c.end_reason)
                     .bind(c.reject_status)
-                    .bind(c.wait_secs)
-                    .bind(c.talk_secs)
+                    .bind(c.wait_secs.map(to_ms))
+                    .bind(c.talk_secs.map(to_ms))
                     .bind(&c.rules_version)
                     .execute(&mut *tx)
                     .await?;
@@ -184,7 +184,7 @@ impl Store {
                 Row::Queue(q) => {
                     sqlx::query(
                         "INSERT INTO queue_events (at_ms, call_id, queue, agent, kind, reason, \
-                         wait_secs, topic, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                         wait_ms, topic, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     )
                     .bind(q.at_ms)
                     .bind(&q.call_id)
@@ -192,7 +192,7 @@ impl Store {
                     .bind(&q.agent)
                     .bind(&q.kind)
                     .bind(&q.reason)
-                    .bind(q.wait_secs)
+                    .bind(q.wait_secs.map(to_ms))
                     .bind(&q.topic)
                     .bind(&q.detail)
                     .execute(&mut *tx)
@@ -224,7 +224,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT call_id, started_at_ms, answered_at_ms, ended_at_ms, transport, dialled, \
              caller, topic, first_queue, final_queue, queued_at_ms, connected_at_ms, agent, \
-             outcome, end_reason, reject_status, wait_secs, talk_secs, rules_version \
+             outcome, end_reason, reject_status, wait_ms, talk_ms, rules_version \
              FROM calls WHERE ended_at_ms >= $1 AND ended_at_ms < $2 ORDER BY ended_at_ms",
         )
         .bind(from_ms)
@@ -241,7 +241,7 @@ impl Store {
         to_ms: i64,
     ) -> Result<Vec<QueueRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT at_ms, call_id, queue, agent, kind, reason, wait_secs, topic, detail \
+            "SELECT at_ms, call_id, queue, agent, kind, reason, wait_ms, topic, detail \
              FROM queue_events WHERE at_ms >= $1 AND at_ms < $2 ORDER BY at_ms",
         )
         .bind(from_ms)
@@ -257,7 +257,7 @@ impl Store {
                     agent: r.try_get("agent")?,
                     kind: r.try_get("kind")?,
                     reason: r.try_get("reason")?,
-                    wait_secs: r.try_get("wait_secs")?,
+                    wait_secs: secs(r.try_get("wait_ms")?),
                     topic: r.try_get("topic")?,
                     detail: r.try_get("detail")?,
                 })
@@ -268,6 +268,15 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Seconds (the rows' unit) to the database's milliseconds.
+fn to_ms(secs: f64) -> i64 {
+    (secs * 1000.0).round() as i64
+}
+
+fn secs(ms: Option<i64>) -> Option<f64> {
+    ms.map(|ms| ms as f64 / 1000.0)
 }
 
 fn call_row(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
@@ -288,8 +297,8 @@ fn call_row(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
         outcome: r.try_get("outcome")?,
         end_reason: r.try_get("end_reason")?,
         reject_status: r.try_get("reject_status")?,
-        wait_secs: r.try_get("wait_secs")?,
-        talk_secs: r.try_get("talk_secs")?,
+        wait_secs: secs(r.try_get("wait_ms")?),
+        talk_secs: secs(r.try_get("talk_ms")?),
         rules_version: r.try_get("rules_version")?,
     })
 }
