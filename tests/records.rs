@@ -350,8 +350,23 @@ fn trace_clock_now() -> f64 {
 }
 
 #[test]
-fn kill_9_loses_no_call_that_ended_more_than_a_second_before() {
-    let mut engine = Engine::start(&[]);
+fn kill_9_loses_no_call_that_ended_more_than_a_second_before_sqlite() {
+    kill_9_loses_no_ended_call(None);
+}
+
+#[test]
+fn kill_9_loses_no_call_that_ended_more_than_a_second_before_postgres() {
+    let server = Postgres::start();
+    kill_9_loses_no_ended_call(Some(server.url()));
+}
+
+fn kill_9_loses_no_ended_call(database_url: Option<String>) {
+    let url_env: Vec<(&str, &str)> = database_url
+        .as_deref()
+        .map(|url| ("ZENTRALE_RECORDS__DATABASE_URL", url))
+        .into_iter()
+        .collect();
+    let mut engine = Engine::start(&url_env);
     // 50 calls over 5 s, each answered (menu) and hung up by SIPp after 300 ms.
     let sipp = Sipp::new("uac_basic.xml", engine.sip_addr())
         .calls(50)
@@ -385,8 +400,11 @@ fn kill_9_loses_no_call_that_ended_more_than_a_second_before() {
 
     // Restart on the same data dir: the engine opens the database (WAL recovery, migrations)…
     let data_dir = engine.data_dir().display().to_string();
-    let again = Engine::start(&[("ZENTRALE_DATA__DIR", &data_dir)]);
-    let settings = settings(&[("ZENTRALE_DATA__DIR", data_dir.clone())]);
+    let mut env = url_env.clone();
+    env.push(("ZENTRALE_DATA__DIR", &data_dir));
+    let again = Engine::start(&env);
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let settings = settings(&env);
     // …and every call that had ended is there.
     let (calls, _) = read_records(&settings);
     let recorded: HashSet<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
@@ -411,4 +429,116 @@ fn kill_9_loses_no_call_that_ended_more_than_a_second_before() {
         calls.len()
     );
     again.assert_no_panic();
+}
+
+fn old_call(id: &str, days_ago: i64) -> CallRow {
+    let ended = chrono::Utc::now() - chrono::Duration::days(days_ago);
+    CallRow {
+        call_id: id.into(),
+        started_at_ms: ended.timestamp_millis() - 60_000,
+        answered_at_ms: None,
+        ended_at_ms: ended.timestamp_millis(),
+        transport: Some("udp".into()),
+        dialled: "490".into(),
+        caller: None,
+        topic: None,
+        first_queue: None,
+        final_queue: None,
+        queued_at_ms: None,
+        connected_at_ms: None,
+        agent: None,
+        outcome: "ended_in_menu".into(),
+        end_reason: "caller hung up".into(),
+        reject_status: None,
+        wait_secs: None,
+        talk_secs: None,
+        rules_version: "old".into(),
+    }
+}
+
+/// Rows older than `records.retention_days` are deleted when the engine starts; a call that
+/// ends right before SIGTERM is written on the way out; `caller_numbers = "shortened"` keeps
+/// only the last two digits.
+fn retention_shutdown_and_shortened_numbers(database_url: Option<String>) {
+    use zentrale::records::builder::Row;
+    let scratch = common::scratch::ScratchDir::new("records");
+    let data_dir = scratch.join("data").display().to_string();
+    let mut env: Vec<(&str, String)> = vec![
+        ("ZENTRALE_DATA__DIR", data_dir),
+        ("ZENTRALE_RECORDS__RETENTION_DAYS", "30".into()),
+        ("ZENTRALE_RECORDS__CALLER_NUMBERS", "shortened".into()),
+    ];
+    if let Some(url) = &database_url {
+        env.push(("ZENTRALE_RECORDS__DATABASE_URL", url.clone()));
+    }
+    let settings = settings(&env);
+    runtime().block_on(async {
+        let store = Store::open(&settings, true).await.expect("create the records");
+        let old_event = QueueRow {
+            at_ms: old_call("x", 40).ended_at_ms,
+            call_id: "old".into(),
+            queue: Some("allgemein".into()),
+            agent: None,
+            kind: "enter".into(),
+            reason: None,
+            wait_secs: None,
+            topic: None,
+            detail: None,
+        };
+        store
+            .write(&[
+                Row::Call(old_call("old", 40)),
+                Row::Call(old_call("recent", 10)),
+                Row::Queue(old_event),
+            ])
+            .await
+            .expect("write old rows");
+        store.close().await;
+    });
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut engine = Engine::start(&env_refs);
+    let (calls, events) = wait_records(&settings, 5 * SECOND, |calls, _| {
+        calls.iter().all(|c| c.call_id != "old")
+    });
+    let ids: Vec<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
+    assert_eq!(ids, ["recent"], "the 40-day-old call is gone, the 10-day-old stays");
+    assert!(events.is_empty(), "old queue events are gone: {events:?}");
+
+    let result = Sipp::new("uac_basic.xml", engine.sip_addr())
+        .calls(1)
+        .trace_messages()
+        .timeout(Duration::from_secs(20))
+        .run();
+    result.assert_all_successful(1);
+    engine.sigterm();
+    assert!(
+        engine.wait_exit(15 * SECOND).is_some_and(|s| s.success()),
+        "engine did not stop cleanly on SIGTERM"
+    );
+    let call_id = acd::parse_trace(&result.messages)
+        .first()
+        .map(|m| m.call_id())
+        .expect("a traced message");
+    let (calls, _) = read_records(&settings);
+    let call = calls
+        .iter()
+        .find(|c| c.call_id == call_id)
+        .unwrap_or_else(|| panic!("the last call before SIGTERM has no record: {calls:#?}"));
+    let caller = call.caller.as_deref().unwrap_or_default();
+    assert!(
+        caller.starts_with('…') && caller.chars().count() == 3,
+        "shortened caller number: {caller:?}"
+    );
+    engine.assert_no_panic();
+}
+
+#[test]
+fn retention_shutdown_and_shortened_numbers_sqlite() {
+    retention_shutdown_and_shortened_numbers(None);
+}
+
+#[test]
+fn retention_shutdown_and_shortened_numbers_postgres() {
+    let server = Postgres::start();
+    retention_shutdown_and_shortened_numbers(Some(server.url()));
 }
