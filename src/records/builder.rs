@@ -458,13 +458,7 @@ mod tests {
                     queue: "buergerservice".into(),
                 },
             ),
-            ev(
-                "c",
-                8,
-                CallEventKind::Connected {
-                    agent: "a1".into(),
-                },
-            ),
+            ev("c", 8, CallEventKind::Connected { agent: "a1".into() }),
             ended("c", 20),
         ]);
         let kinds: Vec<&str> = q.iter().map(|r| r.kind.as_str()).collect();

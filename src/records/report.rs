@@ -82,7 +82,8 @@ impl Kpis {
         let pct = |n: u64, d: u64| (d > 0).then(|| round2(n as f64 * 100.0 / d as f64));
         self.service_level_percent = pct(self.answered_within_service_level, base);
         self.abandon_rate_percent = pct(self.abandoned, base);
-        self.asa_secs = (self.answered > 0).then(|| round2(self.wait_answered / self.answered as f64));
+        self.asa_secs =
+            (self.answered > 0).then(|| round2(self.wait_answered / self.answered as f64));
         self.aht_secs =
             (self.talk_count > 0).then(|| round2(self.talk_sum / self.talk_count as f64));
     }
@@ -112,7 +113,10 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
         "offered",
         "queue visits that ended in the period: answered + abandoned + short abandons + overflowed + left by key",
     ),
-    ("answered", "visits that ended with the caller connected to an agent"),
+    (
+        "answered",
+        "visits that ended with the caller connected to an agent",
+    ),
     (
         "abandoned",
         "visits that ended with the caller hanging up while waiting, after waiting at least short_abandon_secs",
@@ -125,7 +129,10 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
         "overflowed",
         "visits ended by the queue's rules: full, max_wait or no_agents (the caller went on elsewhere)",
     ),
-    ("left_by_key", "visits the caller left with the queue's leave key"),
+    (
+        "left_by_key",
+        "visits the caller left with the queue's leave key",
+    ),
     (
         "service_level_percent",
         "answered within the queue's service_level.within_secs (wait <= threshold) / (offered - short_abandons) * 100",
@@ -236,7 +243,13 @@ pub fn compute(events: &[QueueRow], calls: &[CallRow], spec: &Spec) -> Report {
     } else {
         let distinct: std::collections::BTreeSet<u32> = used.values().copied().collect();
         if distinct.len() == 1 {
-            format!("{} s", distinct.iter().next().unwrap_or(&DEFAULT_SERVICE_LEVEL_SECS))
+            format!(
+                "{} s",
+                distinct
+                    .iter()
+                    .next()
+                    .unwrap_or(&DEFAULT_SERVICE_LEVEL_SECS)
+            )
         } else {
             used.iter()
                 .map(|(q, s)| format!("{q} {s} s"))
@@ -249,8 +262,14 @@ pub fn compute(events: &[QueueRow], calls: &[CallRow], spec: &Spec) -> Report {
         spec.short_abandon_secs
     );
     Report {
-        from: spec.from.with_timezone(&Berlin).to_rfc3339(),
-        to: spec.to.with_timezone(&Berlin).to_rfc3339(),
+        from: spec
+            .from
+            .with_timezone(&Berlin)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        to: spec
+            .to
+            .with_timezone(&Berlin)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         queue: spec.queue.clone(),
         by: spec.by,
         short_abandon_secs: spec.short_abandon_secs,
@@ -351,7 +370,13 @@ pub fn render(report: &Report, format: Format) -> String {
             for k in report.rows.iter().chain(std::iter::once(&report.total)) {
                 let line: Vec<String> = cells(k, "", "")
                     .into_iter()
-                    .map(|c| if c == "-" { String::new() } else { csv_field(&c) })
+                    .map(|c| {
+                        if c == "-" {
+                            String::new()
+                        } else {
+                            csv_field(&c)
+                        }
+                    })
                     .collect();
                 out.push_str(&line.join(","));
                 out.push('\n');
@@ -360,8 +385,18 @@ pub fn render(report: &Report, format: Format) -> String {
         }
         Format::Table => {
             let header = [
-                "", "offered", "answered", "abandoned", "short", "overflow", "left", "SL", "aband.",
-                "ASA", "AHT", "longest",
+                "",
+                "offered",
+                "answered",
+                "abandoned",
+                "short",
+                "overflow",
+                "left",
+                "SL",
+                "aband.",
+                "ASA",
+                "AHT",
+                "longest",
             ];
             let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
             for k in &report.rows {
@@ -369,7 +404,13 @@ pub fn render(report: &Report, format: Format) -> String {
             }
             lines.push(cells(&report.total, " %", " s"));
             let widths: Vec<usize> = (0..header.len())
-                .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
+                .map(|i| {
+                    lines
+                        .iter()
+                        .map(|l| l[i].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
                 .collect();
             let mut out = format!(
                 "Queue report {} – {}{}\n\n",
@@ -408,8 +449,8 @@ pub fn render(report: &Report, format: Format) -> String {
             out.push_str(&report.service_level_formula);
             out.push('\n');
             out.push_str(&format!(
-                "abandoned = hung up while waiting >= {0} s; short = hung up within < {0} s \
-                 (not counted against SL or abandon rate)\n\
+                "abandoned = hung up after waiting >= {0} s; short = hung up after waiting < {0} s \
+                 (left out of SL and abandon rate)\n\
                  ASA = mean wait of answered visits; AHT = mean talk time (wrap-up not included); \
                  a visit counts in the period it ended in\n",
                 report.short_abandon_secs
@@ -455,7 +496,12 @@ pub fn parse_time(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String>
         };
         return local(date.and_hms_opt(0, 0, 0).ok_or("bad date")?);
     }
-    for pattern in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for pattern in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, pattern) {
             return local(naive);
         }
@@ -547,10 +593,16 @@ mod tests {
             report.service_level_formula
         );
         let table = render(&report, Format::Table);
-        assert!(table.contains("service level = answered within 20 s"), "{table}");
+        assert!(
+            table.contains("service level = answered within 20 s"),
+            "{table}"
+        );
         let csv = render(&report, Format::Csv);
         assert!(csv.starts_with("queue,offered,answered"), "{csv}");
-        assert!(csv.contains("\ntotal,5,2,1,1,1,0,25.0,25.0,25.0,45.0,50.0\n"), "{csv}");
+        assert!(
+            csv.contains("\ntotal,5,2,1,1,1,0,25.0,25.0,25.0,45.0,50.0\n"),
+            "{csv}"
+        );
     }
 
     #[test]
@@ -568,7 +620,9 @@ mod tests {
             "2026-07-01T08:00:00+00:00"
         );
         assert_eq!(
-            parse_time("2026-07-01T10:00:00Z", false).unwrap().to_rfc3339(),
+            parse_time("2026-07-01T10:00:00Z", false)
+                .unwrap()
+                .to_rfc3339(),
             "2026-07-01T10:00:00+00:00"
         );
         assert!(parse_time("yesterday", false).is_err());

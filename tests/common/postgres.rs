@@ -125,7 +125,14 @@ impl Postgres {
                 panic!("postgres exited with {status}:\n{}", self.log());
             }
             let ready = Command::new(bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -134,7 +141,10 @@ impl Postgres {
                 return;
             }
             if started.elapsed() > START_TIMEOUT {
-                panic!("postgres not ready within {START_TIMEOUT:?}:\n{}", self.log());
+                panic!(
+                    "postgres not ready within {START_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
