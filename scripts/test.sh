@@ -6,12 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The end-to-end tests need SIPp (Debian package sip-tester), the ACD tests count RTP on the
-# wire with tcpdump, and the deploy/ checks need promtool (package prometheus); tests fail,
-# never skip, without them.
+# wire with tcpdump, the deploy/ checks need promtool (package prometheus), and the call-records
+# tests start a PostgreSQL server (package postgresql); tests fail, never skip, without them.
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
     echo "installing the Debian packages ${missing[*]}" >&2
     if [[ $(id -u) -eq 0 ]]; then

@@ -27,6 +27,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
     pub acd: AcdConfig,
+    pub records: RecordsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -150,6 +151,35 @@ pub struct AcdConfig {
     pub max_no_answers: u32,
     /// An agent whose leg failed for a caller is offered that caller again only after this.
     pub retry_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsSettings {
+    /// Where call records and the queue event log go: empty = SQLite file
+    /// `<data.dir>/zentrale.sqlite`; `postgres://user:password@host:port/db` for PostgreSQL;
+    /// `sqlite://path` for another SQLite file.
+    pub database_url: String,
+    /// How caller numbers are stored: "hashed" (HMAC-SHA256 with a per-installation key in
+    /// data.dir), "shortened" (only the last two digits, `…34`) or "full".
+    pub caller_numbers: CallerNumbers,
+    /// Records older than this many days are deleted (at start and hourly).
+    pub retention_days: u32,
+    /// Callers who hang up within fewer than this many seconds of waiting are short abandons:
+    /// they count neither as offered for the service level nor as abandoned in reports.
+    pub short_abandon_secs: u32,
+    /// Events the records writer may be behind by; beyond that they are lost (counted, logged).
+    pub channel_capacity: usize,
+    /// Most rows written in one transaction (the writer also flushes every 250 ms).
+    pub batch_max: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerNumbers {
+    Hashed,
+    Shortened,
+    Full,
 }
 
 impl SipSettings {
@@ -380,6 +410,37 @@ impl Settings {
             self.acd.keepalive_failures >= 1,
             "acd.keepalive_failures must be >= 1 (is 0)".into(),
         );
+        let records = &self.records;
+        check(
+            records.retention_days >= 1,
+            "records.retention_days must be >= 1 (is 0)".into(),
+        );
+        check(
+            records.channel_capacity >= 16,
+            format!(
+                "records.channel_capacity must be >= 16 (is {})",
+                records.channel_capacity
+            ),
+        );
+        check(
+            (1..=10_000).contains(&records.batch_max),
+            format!(
+                "records.batch_max must be between 1 and 10000 (is {})",
+                records.batch_max
+            ),
+        );
+        {
+            let url = records.database_url.trim();
+            check(
+                url.is_empty()
+                    || url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"),
+                "records.database_url must be empty (SQLite in data.dir), sqlite://PATH or \
+                 postgres://USER:PASSWORD@HOST:PORT/DB"
+                    .into(),
+            );
+        }
         let media = &self.media;
         check(
             media.rtp_port_min > 0
@@ -675,6 +736,14 @@ fn allowed_values(key: &str) -> Option<&'static str> {
         "acd.keepalive_secs" => "a whole number of seconds (0 turns keep-alives off)",
         "acd.keepalive_failures" => "a whole number >= 1",
         "acd.max_no_answers" => "a whole number (0: never pause for unanswered rings)",
+        "records.database_url" => {
+            "empty (SQLite under data.dir), sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB"
+        }
+        "records.caller_numbers" => "\"hashed\", \"shortened\" or \"full\"",
+        "records.retention_days" => "a whole number of days >= 1",
+        "records.short_abandon_secs" => "a whole number of seconds",
+        "records.channel_capacity" => "a whole number >= 16",
+        "records.batch_max" => "a whole number from 1 to 10000",
         "sip.symmetric_response" | "log.show_caller_numbers" => "true or false",
         "sip.user_agent" => "a string",
         "media.rtp_ip" => "an IP address, e.g. 192.0.2.10",
@@ -977,6 +1046,14 @@ mod tests {
             (
                 &[("ZENTRALE_MEDIA__RTP_PORT_MIN", "30000")],
                 "media.rtp_port_min must be even, > 0 and < media.rtp_port_max",
+            ),
+            (
+                &[("ZENTRALE_RECORDS__RETENTION_DAYS", "0")],
+                "records.retention_days must be >= 1",
+            ),
+            (
+                &[("ZENTRALE_RECORDS__DATABASE_URL", "mysql://x")],
+                "records.database_url must be empty",
             ),
             (
                 &[("ZENTRALE_LOG__LEVEL", "zentrale=loud")],

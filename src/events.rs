@@ -3,12 +3,13 @@
 //! falls behind loses the oldest events and learns how many (tokio's broadcast `Lagged`), so no
 //! consumer can slow a call down.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
+use tracing::warn;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -95,7 +96,24 @@ pub struct CallEvent {
 pub struct EventBus {
     tx: broadcast::Sender<Arc<CallEvent>>,
     pub published: AtomicU64,
+    /// The call-records writer's channel (see [`EventBus::attach_sink`]).
+    sink: OnceLock<Sink>,
+    /// Events the call-records writer never got because its channel was full
+    /// (`zentrale_records_lost_total`). Exact: every event the sink wanted and could not take.
+    pub records_lost: Arc<AtomicU64>,
+    /// Unix seconds of the last "records lost" warning (rate limit).
+    last_loss_warning: AtomicU64,
 }
+
+/// A bounded, lossless-until-full channel to one consumer that must see every event (the call
+/// records writer), unlike the broadcast subscribers that lose the oldest when they lag.
+struct Sink {
+    tx: mpsc::Sender<Arc<CallEvent>>,
+    wants: fn(&CallEventKind) -> bool,
+}
+
+/// At most one "records lost" warning per this many seconds (each names the total so far).
+const LOSS_WARNING_EVERY_SECS: u64 = 10;
 
 /// Events a subscriber may fall behind by before it loses the oldest.
 pub const BUS_CAPACITY: usize = 4096;
@@ -106,6 +124,9 @@ impl Default for EventBus {
         EventBus {
             tx,
             published: AtomicU64::new(0),
+            sink: OnceLock::new(),
+            records_lost: Arc::new(AtomicU64::new(0)),
+            last_loss_warning: AtomicU64::new(0),
         }
     }
 }
@@ -113,8 +134,48 @@ impl Default for EventBus {
 impl EventBus {
     pub fn publish(&self, event: CallEvent) {
         self.published.fetch_add(1, Ordering::Relaxed);
+        let event = Arc::new(event);
+        if let Some(sink) = self.sink.get()
+            && (sink.wants)(&event.kind)
+            && sink.tx.try_send(event.clone()).is_err()
+        {
+            self.record_lost();
+        }
         // No subscriber is fine: the event only goes to the log then.
-        let _ = self.tx.send(Arc::new(event));
+        let _ = self.tx.send(event);
+    }
+
+    /// Feeds every event for which `wants` is true into `tx` as well, without waiting: when the
+    /// channel is full (or closed) the event is counted in [`EventBus::records_lost`] and a
+    /// warning is logged (at most every 10 s). Only one sink can be attached; a second is
+    /// refused (returns false).
+    pub fn attach_sink(
+        &self,
+        tx: mpsc::Sender<Arc<CallEvent>>,
+        wants: fn(&CallEventKind) -> bool,
+    ) -> bool {
+        self.sink.set(Sink { tx, wants }).is_ok()
+    }
+
+    fn record_lost(&self) {
+        let total = self.records_lost.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_loss_warning.load(Ordering::Relaxed);
+        if now >= last + LOSS_WARNING_EVERY_SECS
+            && self
+                .last_loss_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(
+                lost_total = total,
+                "call records writer is behind: its channel is full, events are lost for the \
+                 call records (records.channel_capacity; is the database slow?)"
+            );
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<CallEvent>> {
@@ -133,6 +194,32 @@ mod tests {
             rules_version: "v".into(),
             kind: CallEventKind::Rejected { status: n },
         }
+    }
+
+    #[test]
+    fn a_full_sink_counts_every_lost_event_and_skips_unwanted_ones() {
+        let bus = EventBus::default();
+        let (tx, mut rx) = mpsc::channel(2);
+        assert!(bus.attach_sink(tx, |k| !matches!(k, CallEventKind::Answered)));
+        let (again, _) = mpsc::channel(1);
+        assert!(!bus.attach_sink(again, |_| true), "one sink only");
+        for n in 0..5 {
+            bus.publish(event(n));
+        }
+        bus.publish(CallEvent {
+            kind: CallEventKind::Answered,
+            ..event(0)
+        });
+        assert_eq!(bus.records_lost.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            rx.try_recv().expect("first").kind,
+            CallEventKind::Rejected { status: 0 }
+        );
+        assert_eq!(
+            rx.try_recv().expect("second").kind,
+            CallEventKind::Rejected { status: 1 }
+        );
+        assert!(rx.try_recv().is_err(), "the unwanted event never went in");
     }
 
     #[test]

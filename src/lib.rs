@@ -16,6 +16,8 @@
 //! - [`events`] — the `CallEvent` bus every call publishes to (metrics, records, dashboard).
 //! - [`metrics`] — Prometheus metrics at `/metrics`: call events counted by a bus subscriber,
 //!   engine counters (SIP, RTP, reloads, calendars) read at scrape time.
+//! - [`records`] — call detail records and the queue event log (SQLite or PostgreSQL), written
+//!   in batches by a task fed from the bus; the KPIs of `zentrale report`.
 //! - [`config`] — one [`config::Settings`] from embedded defaults, a TOML file and
 //!   `ZENTRALE_*` environment variables.
 //! - [`reload`] — hot reload of the routing rules (file watch, SIGHUP, API) with atomic swap.
@@ -31,6 +33,7 @@ pub mod events;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod records;
 pub mod reload;
 pub mod rules;
 pub mod server;

@@ -48,7 +48,7 @@ struct Cli {
     command: Command,
 }
 
-/// One variant per subcommand; `report` joins here later.
+/// One variant per subcommand.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the engine until SIGTERM or Ctrl-C, then drain running calls and exit.
@@ -59,6 +59,51 @@ enum Command {
     /// Check the routing rules, or explain where a call would go.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Queue KPIs from the call records: offered, answered, abandoned, service level, ASA, AHT,
+    /// longest wait. Exit code 0, 1 when the records can't be read, 2 for bad arguments.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example: zentrale report --from 2026-11-01 --to 2026-11-30 --by day --queue buergerservice
+
+--from and --to are YYYY-MM-DD (Europe/Berlin; --to includes that whole day), \
+YYYY-MM-DDTHH:MM (Europe/Berlin) or RFC 3339 with an offset. A queue visit counts in the \
+period in which it ended. The KPIs are defined in the README (Reports) and in --format json.")]
+struct ReportArgs {
+    #[command(flatten)]
+    file: ConfigFileArg,
+    /// Start of the period (default: today 00:00, Europe/Berlin).
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// End of the period, exclusive (default: now).
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// Only this queue.
+    #[arg(long, value_name = "QUEUE")]
+    queue: Option<String>,
+    /// One row per day, hour, topic or queue (plus a total).
+    #[arg(long, value_enum, default_value = "queue")]
+    by: ByArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ByArg {
+    Day,
+    Hour,
+    Topic,
+    Queue,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +209,84 @@ fn main() -> ExitCode {
         Command::Config(args) => config(args),
         Command::Rules(RulesCommand::Check(args)) => rules_check(args),
         Command::Rules(RulesCommand::Explain(args)) => rules_explain(args),
+        Command::Report(args) => report(args),
+    }
+}
+
+fn report(args: ReportArgs) -> ExitCode {
+    use zentrale::records::report::{self, By, Format, Spec};
+    let settings = match load(args.file.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let usage = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let from = match &args.from {
+        Some(text) => match report::parse_time(text, false) {
+            Ok(t) => t,
+            Err(e) => return usage(format!("--from: {e}")),
+        },
+        None => {
+            let today = chrono::Utc::now()
+                .with_timezone(&chrono_tz::Europe::Berlin)
+                .format("%Y-%m-%d")
+                .to_string();
+            report::parse_time(&today, false).unwrap_or_else(|_| chrono::Utc::now())
+        }
+    };
+    let to = match &args.to {
+        Some(text) => match report::parse_time(text, true) {
+            Ok(t) => t,
+            Err(e) => return usage(format!("--to: {e}")),
+        },
+        None => chrono::Utc::now(),
+    };
+    if to <= from {
+        return usage(format!("--to ({to}) must be after --from ({from})"));
+    }
+    let (service_level_secs, note) = report::thresholds_from_rules(&settings.rules.dir);
+    let spec = Spec {
+        from,
+        to,
+        queue: args.queue.clone(),
+        by: match args.by {
+            ByArg::Day => By::Day,
+            ByArg::Hour => By::Hour,
+            ByArg::Topic => By::Topic,
+            ByArg::Queue => By::Queue,
+        },
+        short_abandon_secs: settings.records.short_abandon_secs,
+        service_level_secs,
+    };
+    let format = match args.format {
+        FormatArg::Table => Format::Table,
+        FormatArg::Csv => Format::Csv,
+        FormatArg::Json => Format::Json,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match runtime.block_on(report::run(&settings, &spec)) {
+        Ok(result) => {
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            print!("{}", report::render(&result, format));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
     }
 }
 

@@ -573,6 +573,8 @@ pub struct EngineSnapshot {
     /// Calendar id → open right now (holidays, closures and overrides included).
     pub calendars_open: Vec<(String, bool)>,
     pub events_published: u64,
+    /// Call events the records writer lost (channel full or database failing).
+    pub records_lost: u64,
     /// Queue id → live figures from the ACD.
     pub queues: Vec<(String, crate::acd::service::QueueView)>,
     /// The ACD's dispatch latency per trigger: cumulative (upper bound s, count) buckets and
@@ -612,6 +614,7 @@ impl EngineSnapshot {
                 .map(|(id, calendar)| (id.clone(), calendar.calendar.is_open(now)))
                 .collect(),
             events_published: endpoint.events().published.load(Ordering::Relaxed),
+            records_lost: endpoint.events().records_lost.load(Ordering::Relaxed),
             queues: endpoint
                 .acd()
                 .snapshot()
@@ -668,7 +671,7 @@ impl EngineSnapshot {
         if !self.dispatch.is_empty() {
             out.push(self.dispatch_family());
         }
-        let plain: [(&str, &str, u64); 14] = [
+        let plain: [(&str, &str, u64); 15] = [
             (
                 "zentrale_sip_requests_received_total",
                 "SIP requests received (parsed or refused as malformed).",
@@ -733,6 +736,11 @@ impl EngineSnapshot {
                 "zentrale_events_published_total",
                 "Call events published on the event bus.",
                 self.events_published,
+            ),
+            (
+                "zentrale_records_lost_total",
+                "Call events the call records lost (writer channel full or database failing); see the log.",
+                self.records_lost,
             ),
             (
                 "zentrale_calls_active",
@@ -1072,6 +1080,7 @@ mod tests {
             rules_version: "abc123".into(),
             calendars_open: vec![("rathaus".into(), true), ("fundbuero".into(), false)],
             events_published: 42,
+            records_lost: 3,
             queues: vec![(
                 "fundbuero".into(),
                 crate::acd::service::QueueView {
@@ -1132,6 +1141,7 @@ mod tests {
             ("zentrale_calendar_open{calendar=\"rathaus\"}", 1.0),
             ("zentrale_calendar_open{calendar=\"fundbuero\"}", 0.0),
             ("zentrale_events_published_total", 42.0),
+            ("zentrale_records_lost_total", 3.0),
             (
                 "zentrale_queue_callers{queue=\"fundbuero\",status=\"waiting\"}",
                 3.0,

@@ -187,6 +187,8 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         endpoint.events().subscribe(),
         shutdown.clone(),
     )));
+    // Call records: the database opens (and migrates) before any call comes in.
+    tasks.extend(crate::records::start(&settings, endpoint.events(), shutdown.clone()).await?);
     tasks.push(tokio::spawn(purge_registrations(
         registrar,
         shutdown.clone(),

@@ -144,6 +144,11 @@ impl Engine {
         self.http
     }
 
+    /// The engine's `data.dir` (call records, keys).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     pub fn rtp_range(&self) -> (u16, u16) {
         self.rtp
     }

@@ -13,6 +13,8 @@
 //! - [`flows`] — ACD call flows: a caller with RTP who presses keys and hears prompts, an
 //!   agent's phone on a raw UDP socket (ring, answer, reject, CANCEL/BYE handling, hang up), and
 //!   agent states from the API and the log.
+//! - [`postgres`] — a throw-away PostgreSQL server (Debian package `postgresql`) on a free
+//!   loopback port, for the call-records tests.
 //! - [`scratch`] — per-test directories under Cargo's target tmp dir, kept when a test fails.
 //!
 //! Every test starts its own engine, so tests run in parallel without sharing state.
@@ -26,6 +28,7 @@ pub mod flows;
 pub mod http;
 pub mod logs;
 pub mod ports;
+pub mod postgres;
 pub mod rtp;
 pub mod scratch;
 pub mod sip;

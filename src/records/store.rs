@@ -1,0 +1,373 @@
+//! The records database: SQLite (default, a file in `data.dir`, WAL) or PostgreSQL, through
+//! sqlx's `Any` driver with one set of portable SQL. Versioned migrations (`migrations/*.sql`,
+//! embedded) run on open.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row as _, SqlStr};
+
+use super::builder::{CallRow, QueueRow, Row};
+use crate::config::Settings;
+
+/// The migrations, oldest first; a new schema version is a new file here (never edit one that
+/// shipped: sqlx checks their checksums).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "calls and queue events",
+    include_str!("../../migrations/0001_records.sql"),
+)];
+
+/// The SQLite file in `data.dir` when `records.database_url` is empty.
+pub const SQLITE_FILE: &str = "zentrale.sqlite";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+    /// Where the data is, for messages (a PostgreSQL URL without its password).
+    pub location: String,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The database URL the settings name, the backend, and a printable location.
+pub fn resolve(settings: &Settings) -> (String, Backend, String) {
+    let url = settings.records.database_url.trim();
+    if url.is_empty() {
+        let path = settings.data.dir.join(SQLITE_FILE);
+        (
+            format!("sqlite://{}", path.display()),
+            Backend::Sqlite,
+            path.display().to_string(),
+        )
+    } else if url.starts_with("sqlite:") {
+        (url.to_string(), Backend::Sqlite, url.to_string())
+    } else {
+        (url.to_string(), Backend::Postgres, without_password(url))
+    }
+}
+
+fn without_password(url: &str) -> String {
+    // postgres://user:secret@host/db → postgres://user:***@host/db
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+fn sqlite_path(url: &str) -> PathBuf {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+impl Store {
+    /// Opens (for `create`: creating the SQLite file and its folder) and migrates the database.
+    pub async fn open(settings: &Settings, create: bool) -> Result<Store, String> {
+        sqlx::any::install_default_drivers();
+        let (url, backend, location) = resolve(settings);
+        let mut connect_url = url.clone();
+        if backend == Backend::Sqlite {
+            let path = sqlite_path(&url);
+            if create {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        format!("cannot create the records folder {}: {e}", dir.display())
+                    })?;
+                }
+            } else if !path.exists() {
+                return Err(format!(
+                    "no records database at {} (zentrale serve creates it; check data.dir or \
+                     records.database_url)",
+                    path.display()
+                ));
+            }
+            if !url.contains("mode=") {
+                connect_url.push_str(if url.contains('?') { "&" } else { "?" });
+                connect_url.push_str(if create { "mode=rwc" } else { "mode=rw" });
+            }
+        }
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 2 } else { 4 })
+            .acquire_timeout(std::time::Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL: readers (reports) never block the writer. NORMAL: a commit is in
+                    // the WAL file when it returns, so a killed process loses nothing (only a
+                    // power cut can lose the last commits).
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(&connect_url)
+            .await
+            .map_err(|e| format!("cannot open the records database {location}: {e}"))?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| format!("records database {location}: migration failed: {e}"))?;
+        Ok(Store {
+            pool,
+            backend,
+            location,
+        })
+    }
+
+    /// Writes `rows` in one transaction.
+    pub async fn write(&self, rows: &[Row]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            match row {
+                Row::Call(c) => {
+                    sqlx::query(
+                        "INSERT INTO calls (call_id, started_at_ms, answered_at_ms, ended_at_ms, \
+                         transport, dialled, caller, topic, first_queue, final_queue, \
+                         queued_at_ms, connected_at_ms, agent, outcome, end_reason, \
+                         reject_status, wait_ms, talk_ms, rules_version) VALUES \
+                         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                         $16, $17, $18, $19)",
+                    )
+                    .bind(&c.call_id)
+                    .bind(c.started_at_ms)
+                    .bind(c.answered_at_ms)
+                    .bind(c.ended_at_ms)
+                    .bind(&c.transport)
+                    .bind(&c.dialled)
+                    .bind(&c.caller)
+                    .bind(&c.topic)
+                    .bind(&c.first_queue)
+                    .bind(&c.final_queue)
+                    .bind(c.queued_at_ms)
+                    .bind(c.connected_at_ms)
+                    .bind(&c.agent)
+                    .bind(&c.outcome)
+                    .bind(&c.end_reason)
+                    .bind(c.reject_status)
+                    .bind(c.wait_secs.map(to_ms))
+                    .bind(c.talk_secs.map(to_ms))
+                    .bind(&c.rules_version)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Row::Queue(q) => {
+                    sqlx::query(
+                        "INSERT INTO queue_events (at_ms, call_id, queue, agent, kind, reason, \
+                         wait_ms, topic, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(q.at_ms)
+                    .bind(&q.call_id)
+                    .bind(&q.queue)
+                    .bind(&q.agent)
+                    .bind(&q.kind)
+                    .bind(&q.reason)
+                    .bind(q.wait_secs.map(to_ms))
+                    .bind(&q.topic)
+                    .bind(&q.detail)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Deletes calls that ended and queue events that happened before `before_ms`; returns
+    /// how many rows of each went.
+    pub async fn purge(&self, before_ms: i64) -> Result<(u64, u64), sqlx::Error> {
+        let calls = sqlx::query("DELETE FROM calls WHERE ended_at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let events = sqlx::query("DELETE FROM queue_events WHERE at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok((calls, events))
+    }
+
+    /// Calls that ended in `[from_ms, to_ms)`.
+    pub async fn calls(&self, from_ms: i64, to_ms: i64) -> Result<Vec<CallRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT call_id, started_at_ms, answered_at_ms, ended_at_ms, transport, dialled, \
+             caller, topic, first_queue, final_queue, queued_at_ms, connected_at_ms, agent, \
+             outcome, end_reason, reject_status, wait_ms, talk_ms, rules_version \
+             FROM calls WHERE ended_at_ms >= $1 AND ended_at_ms < $2 ORDER BY ended_at_ms",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(call_row).collect()
+    }
+
+    /// Queue and agent events in `[from_ms, to_ms)`, in order.
+    pub async fn queue_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<QueueRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT at_ms, call_id, queue, agent, kind, reason, wait_ms, topic, detail \
+             FROM queue_events WHERE at_ms >= $1 AND at_ms < $2 ORDER BY at_ms",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueRow {
+                    at_ms: r.try_get("at_ms")?,
+                    call_id: r.try_get("call_id")?,
+                    queue: r.try_get("queue")?,
+                    agent: r.try_get("agent")?,
+                    kind: r.try_get("kind")?,
+                    reason: r.try_get("reason")?,
+                    wait_secs: secs(r.try_get("wait_ms")?),
+                    topic: r.try_get("topic")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Seconds (the rows' unit) to the database's milliseconds.
+fn to_ms(secs: f64) -> i64 {
+    (secs * 1000.0).round() as i64
+}
+
+fn secs(ms: Option<i64>) -> Option<f64> {
+    ms.map(|ms| ms as f64 / 1000.0)
+}
+
+fn call_row(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
+    Ok(CallRow {
+        call_id: r.try_get("call_id")?,
+        started_at_ms: r.try_get("started_at_ms")?,
+        answered_at_ms: r.try_get("answered_at_ms")?,
+        ended_at_ms: r.try_get("ended_at_ms")?,
+        transport: r.try_get("transport")?,
+        dialled: r.try_get("dialled")?,
+        caller: r.try_get("caller")?,
+        topic: r.try_get("topic")?,
+        first_queue: r.try_get("first_queue")?,
+        final_queue: r.try_get("final_queue")?,
+        queued_at_ms: r.try_get("queued_at_ms")?,
+        connected_at_ms: r.try_get("connected_at_ms")?,
+        agent: r.try_get("agent")?,
+        outcome: r.try_get("outcome")?,
+        end_reason: r.try_get("end_reason")?,
+        reject_status: r.try_get("reject_status")?,
+        wait_secs: secs(r.try_get("wait_ms")?),
+        talk_secs: secs(r.try_get("talk_ms")?),
+        rules_version: r.try_get("rules_version")?,
+    })
+}
+
+/// The per-installation key for hashed caller numbers: 32 random bytes in
+/// `<data.dir>/records.key` (hex), made on first use, readable by the owner only.
+pub fn caller_key(data_dir: &Path) -> Result<Vec<u8>, String> {
+    let path = data_dir.join("records.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode_hex(text.trim())
+            .filter(|k| k.len() >= 16)
+            .ok_or_else(|| format!("{}: not a hex key (delete it to make a new one; hashed caller numbers then change)", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+            let key: [u8; 32] = rand::random();
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&path, &hex)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(key.to_vec())
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            without_password("postgres://zentrale:geheim@db:5432/zentrale"),
+            "postgres://zentrale:***@db:5432/zentrale"
+        );
+        assert_eq!(without_password("postgres://db/x"), "postgres://db/x");
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/z/r.sqlite?mode=rwc"),
+            PathBuf::from("/var/lib/z/r.sqlite")
+        );
+        assert_eq!(sqlite_path("sqlite://data/x"), PathBuf::from("data/x"));
+    }
+}
