@@ -312,7 +312,7 @@ fn records_match_the_calls(database_url: Option<String>) {
     eprintln!("{table}");
     assert!(
         table.contains(
-            "service level = answered within 30 s / (offered - short abandons < 5 s) x 100"
+            "service level = answered within 30 s / (offered - short abandons <= 5 s - left by key) x 100"
         ),
         "{table}"
     );
