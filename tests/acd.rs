@@ -170,9 +170,32 @@ fn forty_callers_reach_agents_with_the_right_skill() {
                 .spawn()
         })
         .collect();
+    // And a few callers who give up 0.15 s after choosing the Führerschein, while they wait or
+    // while an agent's phone still rings (it answers after 0.3 s): abandoned calls, which a
+    // supervisor must see as such.
+    let quitters = Sipp::new("uac_menu_dtmf.xml", engine.sip_addr())
+        .calls(3)
+        .rate(1.0)
+        .arg("-rp")
+        .arg("15000")
+        .timeout(Duration::from_secs(60))
+        .arg("-mp")
+        .arg(&ports::free_udp_block(4).to_string())
+        .arg("-key")
+        .arg("dtmf_pcap")
+        .arg(&dtmf_pcap('2'))
+        .arg("-key")
+        .arg("pre_ms")
+        .arg("1000")
+        .arg("-key")
+        .arg("post_ms")
+        .arg("150")
+        .spawn();
+    let quitters_pid = quitters.pid();
     for caller in callers {
         caller.wait().assert_all_successful(10);
     }
+    quitters.wait().assert_all_successful(3);
     std::thread::sleep(Duration::from_millis(500));
     let packets = capture.stop();
     let traces: Vec<String> = phones.into_iter().map(|p| p.stop().messages).collect();
@@ -199,10 +222,31 @@ fn forty_callers_reach_agents_with_the_right_skill() {
             );
         }
     }
-    assert_eq!(answered, 40, "answered calls seen by the phones");
+    // The quitters, as the engine saw them: queued (Führerschein), and connected only if an
+    // agent was quicker than they were (normally none is).
+    let events = logs::events(&engine);
+    let quitter_ids: Vec<String> = (1..=3)
+        .map(|i| format!("{i}-{quitters_pid}@127.0.0.1"))
+        .collect();
+    let has = |id: &str, name: &str| {
+        events
+            .iter()
+            .any(|e| e.call_id.as_deref() == Some(id) && e.is_event(name))
+    };
+    let quitters_queued = quitter_ids.iter().filter(|id| has(id, "queue")).count();
+    let quitters_connected = quitter_ids.iter().filter(|id| has(id, "connected")).count();
+    let abandoned = quitters_queued - quitters_connected;
+    assert!(
+        abandoned >= 1,
+        "no quitter abandoned in the queue (queued {quitters_queued}, connected {quitters_connected})"
+    );
+    assert_eq!(
+        answered,
+        40 + quitters_connected,
+        "answered calls seen by the phones"
+    );
 
     // From the engine: every caller was connected, to an agent of its queue.
-    let events = logs::events(&engine);
     let connected: BTreeMap<String, String> = events
         .iter()
         .filter(|e| e.is_event("connected"))
@@ -213,12 +257,16 @@ fn forty_callers_reach_agents_with_the_right_skill() {
             )
         })
         .collect();
-    assert_eq!(connected.len(), 40, "callers connected to an agent");
+    assert_eq!(
+        connected.len(),
+        40 + quitters_connected,
+        "callers connected to an agent"
+    );
 
     assert_longest_idle_first(&events);
 
     // What a supervisor's Prometheus sees: 10 offered and 10 answered callers per queue, each
-    // with one answered wait and one talk time; nobody abandoned or overflowed.
+    // with one answered wait and one talk time, plus the quitters in the Führerschein queue.
     let (status, metrics) = common::http::request(engine.http_addr(), "GET", "/metrics", None);
     assert_eq!(status, 200, "{metrics}");
     let sample = |series: &str| -> Option<f64> {
@@ -228,28 +276,41 @@ fn forty_callers_reach_agents_with_the_right_skill() {
             .and_then(|v| v.trim().parse().ok())
     };
     for (_, queue) in topics {
+        let (extra_offered, extra_answered, extra_abandoned) = if queue == "fuehrerschein" {
+            (quitters_queued, quitters_connected, abandoned)
+        } else {
+            (0, 0, 0)
+        };
+        let offered = (10 + extra_offered) as f64;
+        let answered = (10 + extra_answered) as f64;
         for (series, want) in [
             (
                 format!("zentrale_queue_calls_offered_total{{queue=\"{queue}\"}}"),
-                10.0,
+                offered,
             ),
             (
                 format!("zentrale_queue_calls_answered_total{{queue=\"{queue}\"}}"),
-                10.0,
+                answered,
             ),
             (
                 format!("zentrale_queue_calls_abandoned_total{{queue=\"{queue}\"}}"),
-                0.0,
+                extra_abandoned as f64,
             ),
             (
                 format!(
                     "zentrale_queue_wait_seconds_count{{outcome=\"answered\",queue=\"{queue}\"}}"
                 ),
-                10.0,
+                answered,
+            ),
+            (
+                format!(
+                    "zentrale_queue_wait_seconds_count{{outcome=\"abandoned\",queue=\"{queue}\"}}"
+                ),
+                extra_abandoned as f64,
             ),
             (
                 format!("zentrale_talk_seconds_count{{queue=\"{queue}\"}}"),
-                10.0,
+                answered,
             ),
         ] {
             assert_eq!(sample(&series), Some(want), "{series}");
@@ -299,7 +360,12 @@ fn assert_longest_idle_first(events: &[logs::LogEvent]) {
             .and_then(|t| t.parse().ok())
             .expect("agent events carry acd_us");
         if state == "available" {
-            available_since.insert(agent, at);
+            // Free since `idle_us`: a withdrawn ring gives the agent its old place back.
+            let idle: u64 = event
+                .field("idle_us")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(at);
+            available_since.insert(agent, idle);
             continue;
         }
         let since = available_since.remove(&agent);

@@ -610,7 +610,15 @@ impl AcdService {
                     self.agents_dirty.set(true);
                     self.since.insert(agent.clone(), now);
                     let acd_us = now.saturating_duration_since(self.started).as_micros() as u64;
-                    info!(event = "agent", %agent, state = state.name(), acd_us, "agent state");
+                    // For an available agent, since when it has been free on the ACD's clock
+                    // (a withdrawn ring keeps the agent's place: it is free since before).
+                    let idle_us = match &state {
+                        AgentState::Available { since } => {
+                            since.saturating_duration_since(self.started).as_micros() as u64
+                        }
+                        _ => acd_us,
+                    };
+                    info!(event = "agent", %agent, state = state.name(), acd_us, idle_us, "agent state");
                     if let Some(publish) = &self.events {
                         let call_id = state
                             .call()

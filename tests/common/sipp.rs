@@ -251,13 +251,27 @@ impl SippProcess {
     }
 
     /// Asks SIPp to finish (SIGUSR1: stop new calls, end gracefully), then waits.
-    pub fn stop(self) -> SippResult {
+    /// A UAS that still holds open calls (e.g. keep-alive OPTIONS it answered, which it counts
+    /// as calls waiting for an INVITE) does not finish on SIGUSR1: after 2 s it gets SIGINT,
+    /// which ends it at once (its logs are written).
+    pub fn stop(mut self) -> SippResult {
         unsafe extern "C" {
             fn kill(pid: i32, sig: i32) -> i32;
         }
+        let pid = self.child.id() as i32;
         // SAFETY: kill(2) with our own child's pid and SIGUSR1 (10).
         unsafe {
-            kill(self.child.id() as i32, 10);
+            kill(pid, 10);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: as above, SIGINT (2).
+            unsafe {
+                kill(pid, 2);
+            }
         }
         self.wait()
     }
