@@ -157,7 +157,7 @@ pub struct QueueView {
 pub struct AcdSnapshot {
     pub queues: BTreeMap<String, QueueView>,
     /// Rebuilt only when an agent changed (see [`AgentView::fresh`] for the time in state).
-    pub agents: Arc<Vec<AgentView>>,
+    pub agents: Arc<Vec<Arc<AgentView>>>,
 }
 
 impl AcdSnapshot {
@@ -308,8 +308,11 @@ pub struct AcdService {
     trigger: &'static str,
     /// Carrying out the decisions of a timer poll.
     polling: bool,
-    /// An agent changed since the last snapshot.
-    agents_dirty: std::cell::Cell<bool>,
+    /// Agents changed since the last snapshot (`None`: rebuild every view).
+    changed: Option<std::collections::BTreeSet<String>>,
+    /// The views of the last snapshot, in agent id order, with each agent's index.
+    views: Vec<Arc<AgentView>>,
+    view_index: HashMap<String, usize>,
 }
 
 impl AcdService {
@@ -338,7 +341,7 @@ impl AcdService {
             next_call: Arc::new(AtomicU64::new(1)),
             latency: Arc::new(Latency::default()),
         };
-        let service = AcdService {
+        let mut service = AcdService {
             acd,
             since: agents.keys().map(|a| (a.clone(), now)).collect(),
             agents,
@@ -351,7 +354,9 @@ impl AcdService {
             started: now,
             trigger: "agent_free",
             polling: false,
-            agents_dirty: std::cell::Cell::new(true),
+            changed: None,
+            views: Vec::new(),
+            view_index: HashMap::new(),
         };
         service.publish(now);
         (service, handle, rx)
@@ -479,7 +484,7 @@ impl AcdService {
                 }
                 self.agents = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
                 self.rules_version = rules_version;
-                self.agents_dirty.set(true);
+                self.changed = None;
                 Ok(decisions)
             }
             AcdCommand::Agent { agent, op, reply } => {
@@ -607,7 +612,9 @@ impl AcdService {
                     self.calls.remove(&call);
                 }
                 AcdDecision::AgentChanged { agent, state } => {
-                    self.agents_dirty.set(true);
+                    if let Some(changed) = self.changed.as_mut() {
+                        changed.insert(agent.clone());
+                    }
                     self.since.insert(agent.clone(), now);
                     let acd_us = now.saturating_duration_since(self.started).as_micros() as u64;
                     // For an available agent, since when it has been free on the ACD's clock
@@ -670,7 +677,7 @@ impl AcdService {
         })
     }
 
-    fn publish(&self, now: Instant) {
+    fn publish(&mut self, now: Instant) {
         let queues = self
             .queues
             .keys()
@@ -695,16 +702,35 @@ impl AcdService {
                 ))
             })
             .collect();
-        let agents = if self.agents_dirty.replace(false) {
-            Arc::new(
-                self.agents
+        // Only the agents that changed get a new view (a call changes one or two agents; with
+        // hundreds of agents, rebuilding all views per batch was the ACD's main cost).
+        match self.changed.take() {
+            None => {
+                self.views = self
+                    .agents
                     .keys()
                     .filter_map(|id| self.agent_view(id, now))
-                    .collect(),
-            )
-        } else {
-            self.snapshot.load().agents.clone()
-        };
+                    .map(Arc::new)
+                    .collect();
+                self.view_index = self
+                    .views
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v.id.clone(), i))
+                    .collect();
+            }
+            Some(changed) => {
+                for id in changed {
+                    if let (Some(&i), Some(view)) =
+                        (self.view_index.get(&id), self.agent_view(&id, now))
+                    {
+                        self.views[i] = Arc::new(view);
+                    }
+                }
+            }
+        }
+        self.changed = Some(Default::default());
+        let agents = Arc::new(self.views.clone());
         self.snapshot
             .store(Arc::new(AcdSnapshot { queues, agents }));
     }
