@@ -137,6 +137,7 @@ fn forty_callers_reach_agents_with_the_right_skill() {
         ('4', "fundbuero"),
     ];
     let caller_media: Vec<u16> = (0..4).map(|_| ports::free_udp_block(4)).collect();
+    let started = chrono::Utc::now().to_rfc3339();
     let mut watched: Vec<u16> = phone_media.clone();
     watched.extend(&caller_media);
     let capture = Capture::start(&watched);
@@ -317,6 +318,30 @@ fn forty_callers_reach_agents_with_the_right_skill() {
         }
     }
 
+    // And what the city's report says about the same run, from the call records: every queue
+    // answered all its callers within the 30 s promise; the quitters are short abandons (under
+    // 5 s), left out of the service level.
+    std::thread::sleep(Duration::from_secs(1)); // the records writer commits within 250 ms
+    let to = (chrono::Utc::now() + chrono::Duration::seconds(60)).to_rfc3339();
+    let report = zentrale_report(&engine, &rules_dir, &["--from", &started, "--to", &to]);
+    let parsed: serde_json::Value = serde_json::from_str(&report).expect("report json");
+    for (_, queue) in topics {
+        let row = parsed["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["group"] == queue))
+            .unwrap_or_else(|| panic!("no {queue} in {report}"));
+        let (extra_answered, extra_short) = if queue == "fuehrerschein" {
+            (quitters_connected, abandoned)
+        } else {
+            (0, 0)
+        };
+        assert_eq!(row["offered"], 10 + extra_answered + extra_short, "{row}");
+        assert_eq!(row["answered"], 10 + extra_answered, "{row}");
+        assert_eq!(row["abandoned"], 0, "{row}");
+        assert_eq!(row["short_abandons"], extra_short, "{row}");
+        assert_eq!(row["service_level_percent"], 100.0, "{row}");
+    }
+
     // Talk audio both ways: the agents' phones heard the callers' recording and the callers
     // heard the agents' (the same PCMA file on both sides, relayed without transcoding).
     let talk: BTreeSet<Vec<u8>> = acd::rtp_payloads(Path::new(TALK_PCAP))
@@ -340,6 +365,27 @@ fn forty_callers_reach_agents_with_the_right_skill() {
         "agent → caller talk packets on the wire: {to_callers}"
     );
     engine.assert_no_panic();
+}
+
+/// `zentrale report --format json` on the engine's database and rules.
+fn zentrale_report(engine: &Engine, rules_dir: &str, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_zentrale"));
+    command.arg("report").args(args).args(["--format", "json"]);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ZENTRALE_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("ZENTRALE_DATA__DIR", engine.data_dir())
+        .env("ZENTRALE_RULES__DIR", rules_dir);
+    let out = command.output().expect("run zentrale report");
+    assert!(
+        out.status.success(),
+        "zentrale report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 report")
 }
 
 /// Replays the ACD's agent events: whenever an agent is rung, no other agent of the same pair
