@@ -252,7 +252,14 @@ impl CallerLeg {
         let mut media_events: Option<mpsc::Receiver<MediaEvent>> = None;
         let mut acd_notices: Option<mpsc::UnboundedReceiver<AcdNotice>> = None;
         // Agent legs may still be cancelling or saying goodbye after the caller is gone.
+        let mut ended_reported = false;
         while self.state != LegState::Ended || self.agent_legs.iter().any(|l| l.busy()) {
+            // The call ends for the caller now, even while an agent leg still says goodbye:
+            // records and metrics must not count that tail as waiting.
+            if self.state == LegState::Ended && !ended_reported {
+                ended_reported = true;
+                self.report_end();
+            }
             if let Some(events) = self.media_events.take() {
                 media_events = Some(events);
             }
@@ -299,8 +306,9 @@ impl CallerLeg {
         self.media = None;
         self.rtp = None;
         let timers = self.endpoint.config().timers;
-        let reason = std::mem::take(&mut self.end_reason);
-        self.emit(CallEventKind::Ended { reason });
+        if !ended_reported {
+            self.report_end();
+        }
         Some(LingeringCall {
             until: Instant::now() + timers.timeout_64t1(),
             bye_response: self.bye_response.take(),
@@ -967,6 +975,12 @@ impl CallerLeg {
                 offer.audio_port,
             )));
         }
+    }
+
+    /// The call's last event (once).
+    fn report_end(&mut self) {
+        let reason = std::mem::take(&mut self.end_reason);
+        self.emit(CallEventKind::Ended { reason });
     }
 
     /// Publishes a step of this call on the event bus.
