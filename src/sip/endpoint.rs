@@ -458,7 +458,11 @@ impl Endpoint {
             );
             return;
         }
-        if self.calls.active.load(Ordering::Relaxed) >= self.config.limits.max_calls {
+        // Take the slot first and give it back when over the limit: INVITEs for different
+        // shards run in parallel, and a check-then-increment would let two of them both take
+        // the last slot.
+        if self.calls.active.fetch_add(1, Ordering::AcqRel) >= self.config.limits.max_calls {
+            self.calls.active.fetch_sub(1, Ordering::AcqRel);
             drop(map);
             self.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
             self.respond_unavailable(&request, "Service Unavailable (call limit reached)", &flow);
@@ -467,7 +471,6 @@ impl Endpoint {
         let (tx, rx) = mpsc::channel(CALL_QUEUE);
         let self_tx = tx.downgrade();
         map.insert(call_id, tx);
-        self.calls.active.fetch_add(1, Ordering::Relaxed);
         drop(map);
         self.stats.calls_started.fetch_add(1, Ordering::Relaxed);
         call::spawn(
