@@ -14,6 +14,34 @@ use crate::config::Settings;
 
 /// The migrations, oldest first; a new schema version is a new file here (never edit one that
 /// shipped: sqlx checks their checksums).
+const CALLS_INSERT: &str = "INSERT INTO calls (call_id, started_at_ms, answered_at_ms, \
+    ended_at_ms, transport, dialled, caller, topic, first_queue, final_queue, queued_at_ms, \
+    connected_at_ms, agent, outcome, end_reason, reject_status, wait_ms, talk_ms, rules_version) \
+    VALUES ";
+const EVENTS_INSERT: &str = "INSERT INTO queue_events (at_ms, call_id, queue, agent, kind, \
+    reason, wait_ms, topic, detail) VALUES ";
+/// Rows per statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+const CALLS_PER_STATEMENT: usize = 50;
+const EVENTS_PER_STATEMENT: usize = 100;
+
+/// `head` followed by `rows` groups of `columns` numbered placeholders: `($1, $2), ($3, $4)`.
+fn multi_insert(head: &str, columns: usize, rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(head.len() + rows * columns * 6);
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", row * columns + column + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "calls and queue events",
@@ -145,20 +173,30 @@ impl Store {
         })
     }
 
-    /// Writes `rows` in one transaction.
+    /// Writes `rows` in one transaction, as multi-row INSERTs: one statement per chunk of rows
+    /// rather than per row (each statement is a round trip to the database, and for SQLite a
+    /// hop to its worker thread).
     pub async fn write(&self, rows: &[Row]) -> Result<(), sqlx::Error> {
+        let calls: Vec<&CallRow> = rows
+            .iter()
+            .filter_map(|r| match r {
+                Row::Call(c) => Some(c),
+                Row::Queue(_) => None,
+            })
+            .collect();
+        let events: Vec<&QueueRow> = rows
+            .iter()
+            .filter_map(|r| match r {
+                Row::Queue(q) => Some(q),
+                Row::Call(_) => None,
+            })
+            .collect();
         let mut tx = self.pool.begin().await?;
-        for row in rows {
-            match row {
-                Row::Call(c) => {
-                    sqlx::query(
-                        "INSERT INTO calls (call_id, started_at_ms, answered_at_ms, ended_at_ms, \
-                         transport, dialled, caller, topic, first_queue, final_queue, \
-                         queued_at_ms, connected_at_ms, agent, outcome, end_reason, \
-                         reject_status, wait_ms, talk_ms, rules_version) VALUES \
-                         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                         $16, $17, $18, $19)",
-                    )
+        for chunk in calls.chunks(CALLS_PER_STATEMENT) {
+            let sql = multi_insert(CALLS_INSERT, 19, chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                query = query
                     .bind(&c.call_id)
                     .bind(c.started_at_ms)
                     .bind(c.answered_at_ms)
@@ -177,15 +215,15 @@ impl Store {
                     .bind(c.reject_status)
                     .bind(c.wait_secs.map(to_ms))
                     .bind(c.talk_secs.map(to_ms))
-                    .bind(&c.rules_version)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Row::Queue(q) => {
-                    sqlx::query(
-                        "INSERT INTO queue_events (at_ms, call_id, queue, agent, kind, reason, \
-                         wait_ms, topic, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
+                    .bind(&c.rules_version);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            let sql = multi_insert(EVENTS_INSERT, 9, chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for q in chunk {
+                query = query
                     .bind(q.at_ms)
                     .bind(&q.call_id)
                     .bind(&q.queue)
@@ -194,11 +232,9 @@ impl Store {
                     .bind(&q.reason)
                     .bind(q.wait_secs.map(to_ms))
                     .bind(&q.topic)
-                    .bind(&q.detail)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                    .bind(&q.detail);
             }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -369,5 +405,19 @@ mod tests {
             PathBuf::from("/var/lib/z/r.sqlite")
         );
         assert_eq!(sqlite_path("sqlite://data/x"), PathBuf::from("data/x"));
+    }
+}
+
+#[cfg(test)]
+mod insert_tests {
+    use super::multi_insert;
+
+    #[test]
+    fn multi_row_inserts_number_their_placeholders_row_by_row() {
+        assert_eq!(
+            multi_insert("INSERT INTO t (a, b) VALUES ", 2, 3),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert_eq!(multi_insert("X ", 1, 1), "X ($1)");
     }
 }
