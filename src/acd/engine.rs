@@ -122,40 +122,18 @@ impl Acd {
         settings: AcdSettings,
         now: Instant,
     ) -> Acd {
-        let queues = queues
-            .into_iter()
-            .map(|q| {
-                let runtime = QueueRuntime {
-                    config: q.clone(),
-                    last_rr: None,
-                };
-                (q.id.clone(), runtime)
-            })
-            .collect();
-        let agents = agents
-            .into_iter()
-            .enumerate()
-            .map(|(order, a)| {
-                let runtime = AgentRuntime {
-                    config: a.clone(),
-                    order,
-                    state: AgentState::LoggedOut,
-                    idle_since: now,
-                    calls_taken: 0,
-                    no_answers: 0,
-                };
-                (a.id.clone(), runtime)
-            })
-            .collect();
-        Acd {
+        let mut acd = Acd {
             rng: SplitMix64(settings.seed),
             settings,
-            queues,
-            agents,
+            queues: BTreeMap::new(),
+            agents: BTreeMap::new(),
             calls: BTreeMap::new(),
             retired: Default::default(),
             next_seq: 0,
-        }
+        };
+        // The first rules are new rules for an empty ACD (nothing to retire, nobody waiting).
+        acd.reconfigure(queues, agents, now);
+        acd
     }
 
     fn agent_mut(&mut self, agent: &str) -> Result<&mut AgentRuntime, AcdError> {

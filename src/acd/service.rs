@@ -292,8 +292,6 @@ struct Waiting {
 /// The ACD task's state.
 pub struct AcdService {
     acd: Acd,
-    agents: BTreeMap<String, Agent>,
-    queues: BTreeMap<String, Queue>,
     calls: HashMap<CallId, Waiting>,
     /// When each agent entered its current state (for the API).
     since: HashMap<String, Instant>,
@@ -324,15 +322,8 @@ impl AcdService {
         rules_version: String,
         now: Instant,
     ) -> (AcdService, AcdHandle, mpsc::UnboundedReceiver<AcdCommand>) {
-        let queues: BTreeMap<String, Queue> = queues
-            .into_iter()
-            .map(|q| (q.id.clone(), q.clone()))
-            .collect();
-        let agents: BTreeMap<String, Agent> = agents
-            .into_iter()
-            .map(|a| (a.id.clone(), a.clone()))
-            .collect();
-        let acd = Acd::new(queues.values(), agents.values(), settings, now);
+        let acd = Acd::new(queues, agents, settings, now);
+        let since = acd.agents.keys().map(|a| (a.clone(), now)).collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let snapshot = Arc::new(ArcSwap::from_pointee(AcdSnapshot::default()));
         let handle = AcdHandle {
@@ -343,9 +334,7 @@ impl AcdService {
         };
         let mut service = AcdService {
             acd,
-            since: agents.keys().map(|a| (a.clone(), now)).collect(),
-            agents,
-            queues,
+            since,
             calls: HashMap::new(),
             snapshot,
             events: None,
@@ -478,11 +467,9 @@ impl AcdService {
                 info!(%rules_version, queues = queues.len(), agents = agents.len(),
                     "ACD follows the new rules");
                 let decisions = self.acd.reconfigure(&queues, &agents, now);
-                self.queues = queues.into_iter().map(|q| (q.id.clone(), q)).collect();
                 for a in &agents {
                     self.since.entry(a.id.clone()).or_insert(now);
                 }
-                self.agents = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
                 self.rules_version = rules_version;
                 self.changed = None;
                 Ok(decisions)
@@ -649,11 +636,19 @@ impl AcdService {
     }
 
     fn agent_view(&self, id: &str, now: Instant) -> Option<AgentView> {
-        let agent = self.agents.get(id)?;
+        // The ACD's own copy of the rules: agents it retired are no longer shown.
+        let agent = &self
+            .acd
+            .agents
+            .get(id)
+            .filter(|_| !self.acd.is_retired(id))?
+            .config;
         let state = self.acd.agent_state(id)?;
         let queues = self
+            .acd
             .queues
             .values()
+            .map(|q| &q.config)
             .filter(|q| {
                 agent
                     .skills
@@ -679,6 +674,7 @@ impl AcdService {
 
     fn publish(&mut self, now: Instant) {
         let queues = self
+            .acd
             .queues
             .keys()
             .filter_map(|id| {
@@ -707,6 +703,7 @@ impl AcdService {
         match self.changed.take() {
             None => {
                 self.views = self
+                    .acd
                     .agents
                     .keys()
                     .filter_map(|id| self.agent_view(id, now))

@@ -8,7 +8,7 @@
 //! never connects.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +21,6 @@ use crate::acd::service::AcdCommand;
 use crate::media::prompts::Law;
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer};
-use crate::sip::headers::parse_host_port;
 use crate::sip::message::{HeaderName, Headers, Method, Request, Response, write_request};
 use crate::sip::reply::{ALLOW, random_token};
 use crate::sip::transaction::{Action, ClientInviteEvent, InviteClient, NonInviteClient};
@@ -79,23 +78,14 @@ pub(super) struct AgentTarget {
 /// A static agent URI's address: `sip:user@192.0.2.1:5070` → 192.0.2.1:5070. Host names are
 /// not resolved on the call path (see the README: give static agents an IP address).
 pub(super) fn static_target(uri: &str) -> Option<AgentTarget> {
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("SIP:"))?;
-    let host_part = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let host_port = host_part.split([';', '?']).next()?;
-    let (host, port) = parse_host_port(host_port)?;
-    let ip: IpAddr = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
-    let tcp = host_part.to_ascii_lowercase().contains("transport=tcp");
-    if tcp {
-        // Outgoing TCP connections are not supported yet; UDP works for every SIP phone.
+    // Outgoing TCP connections are not supported yet; UDP works for every SIP phone.
+    if uri.to_ascii_lowercase().contains("transport=tcp") {
         return None;
     }
+    let peer = crate::sip::headers::contact_socket_addr(uri)?;
     Some(AgentTarget {
         uri: uri.to_string(),
-        flow: Flow::Udp {
-            peer: SocketAddr::new(ip, port.unwrap_or(5060)),
-        },
+        flow: Flow::Udp { peer },
     })
 }
 

@@ -10,6 +10,27 @@ use crate::sip::reply::random_token;
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;
 
+/// Every Record-Route URI of a message, in the order they appear.
+fn record_routes(headers: &Headers) -> Vec<Bytes> {
+    headers
+        .all(&HeaderName::RecordRoute)
+        .flat_map(|v| {
+            split_commas(v)
+                .into_iter()
+                .map(Bytes::copy_from_slice)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The URI of a message's Contact (where in-dialog requests go, §12.1).
+fn contact_uri(headers: &Headers) -> Option<Bytes> {
+    headers
+        .get(&HeaderName::Contact)
+        .and_then(|c| parse_name_addr(c))
+        .map(|n| Bytes::from(n.uri))
+}
+
 pub struct Dialog {
     pub local_tag: String,
     call_id: Bytes,
@@ -29,21 +50,10 @@ impl Dialog {
     /// The dialog a UAS creates by answering `invite` (§12.1.1).
     pub fn for_uas(invite: &Request, info: &RequestInfo, local_tag: String) -> Dialog {
         let headers = &invite.headers;
-        let remote_target = headers
-            .get(&HeaderName::Contact)
-            .and_then(|c| parse_name_addr(c))
-            .map(|n| Bytes::from(n.uri))
-            .unwrap_or_else(|| Bytes::from(info.from.uri.clone()));
+        let remote_target =
+            contact_uri(headers).unwrap_or_else(|| Bytes::from(info.from.uri.clone()));
         // The UAS route set is the Record-Route list in order (§12.1.1).
-        let route_set = headers
-            .all(&HeaderName::RecordRoute)
-            .flat_map(|v| {
-                split_commas(v)
-                    .into_iter()
-                    .map(Bytes::copy_from_slice)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let route_set = record_routes(headers);
         let local_user = crate::sip::headers::parse_request_uri(&invite.uri)
             .ok()
             .and_then(|u| u.user)
@@ -73,21 +83,9 @@ impl Dialog {
         fallback_target: Bytes,
     ) -> Dialog {
         let headers = &response.headers;
-        let remote_target = headers
-            .get(&HeaderName::Contact)
-            .and_then(|c| parse_name_addr(c))
-            .map(|n| Bytes::from(n.uri))
-            .unwrap_or(fallback_target);
+        let remote_target = contact_uri(headers).unwrap_or(fallback_target);
         // The UAC route set is the Record-Route list in reverse (§12.1.2).
-        let mut route_set: Vec<Bytes> = headers
-            .all(&HeaderName::RecordRoute)
-            .flat_map(|v| {
-                split_commas(v)
-                    .into_iter()
-                    .map(Bytes::copy_from_slice)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut route_set = record_routes(headers);
         route_set.reverse();
         Dialog {
             local_tag,

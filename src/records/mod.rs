@@ -58,8 +58,7 @@ pub fn caller_filter(mode: CallerNumbers, key: Vec<u8>) -> CallerFilter {
             mac.update(number.trim().as_bytes());
             let digest = mac.finalize().into_bytes();
             // 128 bits: plenty to tell callers apart, no way back to the number.
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-            format!("hmac:{hex}")
+            format!("hmac:{}", crate::sip::digest::to_hex(&digest[..16]))
         }),
     }
 }

@@ -344,15 +344,14 @@ fn call_row(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
 pub fn caller_key(data_dir: &Path) -> Result<Vec<u8>, String> {
     let path = data_dir.join("records.key");
     match std::fs::read_to_string(&path) {
-        Ok(text) => decode_hex(text.trim())
+        Ok(text) => crate::sip::digest::from_hex(text.trim())
             .filter(|k| k.len() >= 16)
             .ok_or_else(|| format!("{}: not a hex key (delete it to make a new one; hashed caller numbers then change)", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir)
                 .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
             let key: [u8; 32] = rand::random();
-            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(&path, &hex)
+            write_private(&path, &crate::sip::digest::to_hex(&key))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             Ok(key.to_vec())
         }
@@ -373,16 +372,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
