@@ -268,14 +268,8 @@ fn forty_callers_reach_agents_with_the_right_skill() {
 
     // What a supervisor's Prometheus sees: 10 offered and 10 answered callers per queue, each
     // with one answered wait and one talk time, plus the quitters in the Führerschein queue.
-    let (status, metrics) = common::http::request(engine.http_addr(), "GET", "/metrics", None);
-    assert_eq!(status, 200, "{metrics}");
-    let sample = |series: &str| -> Option<f64> {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    };
+    let metrics = common::http::metrics(&engine);
+    let sample = |series: &str| common::http::sample(&metrics, series);
     for (_, queue) in topics {
         let (extra_offered, extra_answered, extra_abandoned) = if queue == "fuehrerschein" {
             (quitters_queued, quitters_connected, abandoned)

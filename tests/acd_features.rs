@@ -46,6 +46,19 @@ fn agent_state(engine: &Engine, agent: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{agent} not in {agents}"))
 }
 
+/// Polls `/api/agents` until `agent` is in `state`; panics with its last state after `limit`.
+fn wait_for_state(engine: &Engine, agent: &str, state: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while agent_state(engine, agent)["state"] != state {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{agent} still {} after {limit:?} (want {state})",
+            agent_state(engine, agent)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn played(engine: &Engine, call_id: &str) -> Vec<String> {
     common::logs::call_events(engine, call_id, "play")
         .iter()
@@ -125,15 +138,7 @@ fn a_static_phone_that_stops_answering_keep_alives_is_unreachable_until_it_answe
     ]);
     acd::login(&engine, "staff");
     // Nobody answers at the phone's address yet.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while agent_state(&engine, "staff")["state"] != "unreachable" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {} after 10 s without answers",
-            agent_state(&engine, "staff")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_state(&engine, "staff", "unreachable", Duration::from_secs(10));
     // With nobody reachable, the queues count no agent: a caller is not kept waiting.
     let queues = http::get_json(engine.http_addr(), "/api/queues");
     assert_eq!(queues["queues"]["fundbuero"]["logged_in"], 0, "{queues}");
@@ -143,15 +148,7 @@ fn a_static_phone_that_stops_answering_keep_alives_is_unreachable_until_it_answe
     let (options, _) = desk.recv_until(Duration::from_secs(5), |m| m.method() == Some("OPTIONS"));
     let options = options.expect("a keep-alive OPTIONS reaches the phone");
     desk.send(response_to(&options, 200, "OK"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while agent_state(&engine, "staff")["state"] != "available" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {} after answering",
-            agent_state(&engine, "staff")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_state(&engine, "staff", "available", Duration::from_secs(5));
     engine.assert_no_panic();
 }
 

@@ -3,59 +3,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::engine::Engine;
+use common::http::{metrics, sample};
 use common::sip::{CallLeg, SipClient};
 
 const REPLY: Duration = Duration::from_secs(2);
 const SETTLE: Duration = Duration::from_secs(10);
-
-/// One `GET path` over HTTP/1.1: (Content-Type, body). Panics unless the status is 200.
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the engine's HTTP port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("read response");
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {raw:?}"));
-    assert!(
-        head.starts_with("HTTP/1.1 200"),
-        "GET {path}: {head}\n{body}"
-    );
-    let content_type = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_string())
-        })
-        .unwrap_or_default();
-    (content_type, body.to_string())
-}
-
-fn scrape(engine: &Engine) -> String {
-    let (content_type, body) = http_get(engine.http_addr(), "/metrics");
-    assert_eq!(content_type, "text/plain; version=0.0.4");
-    body
-}
-
-/// The value of the sample `series` (name plus labels exactly as rendered), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
 
 fn value(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
@@ -95,7 +50,7 @@ fn cancelled_call(engine: &Engine, user: &str) {
 fn metrics_count_the_calls_and_requests_the_test_made() {
     // Answering after 1 s leaves time to cancel one call while it rings.
     let engine = Engine::start(&[("ZENTRALE_SIP__ANSWER_DELAY_MS", "1000")]);
-    let before = scrape(&engine);
+    let before = metrics(&engine);
     let requests_before = value(&before, "zentrale_sip_requests_received_total");
     assert_eq!(value(&before, "zentrale_calls_total"), 0.0, "{before}");
 
@@ -117,7 +72,7 @@ fn metrics_count_the_calls_and_requests_the_test_made() {
     // Events reach the metrics task asynchronously: wait until every call has ended there.
     let started = Instant::now();
     let text = loop {
-        let text = scrape(&engine);
+        let text = metrics(&engine);
         let ended = sample(&text, "zentrale_call_duration_seconds_count").unwrap_or(0.0);
         if ended >= 4.0 && value(&text, "zentrale_calls_active") == 0.0 {
             break text;
@@ -234,7 +189,7 @@ fn metrics_count_the_calls_and_requests_the_test_made() {
         value(&text, "zentrale_rules_reloads_total{result=\"failed\"}"),
         0.0
     );
-    let (_, rules) = http_get(engine.http_addr(), "/api/rules");
+    let rules = common::http::get_json(engine.http_addr(), "/api/rules").to_string();
     let info = text
         .lines()
         .find(|l| l.starts_with("zentrale_rules_info{"))

@@ -13,25 +13,13 @@ use std::time::{Duration, Instant};
 use common::acd;
 use common::engine::Engine;
 use common::flows::{Caller, Phone, agent_op, wait_agent_state, wait_call_event};
+use common::http::{metrics, sample};
 use common::logs::JSON_LOG;
 use common::sip;
 
 const SECOND: Duration = Duration::from_secs(1);
 /// How long each answered caller talks with the agent.
 const TALK: Duration = Duration::from_millis(1500);
-
-fn scrape(engine: &Engine) -> String {
-    let (status, body) = common::http::request(engine.http_addr(), "GET", "/metrics", None);
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// The value of the sample `series` (name plus labels exactly as rendered: label names sorted).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
 
 fn value(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
@@ -95,7 +83,7 @@ fn queue_metrics_match_the_calls_the_test_made() {
         assert_eq!(agent_op(&engine, agent, "login"), "available");
     }
     assert_eq!(agent_op(&engine, "a3", "pause"), "paused");
-    let before = scrape(&engine);
+    let before = metrics(&engine);
     assert_eq!(
         value(
             &before,
@@ -137,7 +125,7 @@ fn queue_metrics_match_the_calls_the_test_made() {
     // Events reach the metrics task asynchronously: wait until all five calls ended there.
     let started = Instant::now();
     let text = loop {
-        let text = scrape(&engine);
+        let text = metrics(&engine);
         if sample(&text, "zentrale_call_duration_seconds_count") == Some(5.0)
             && value(&text, "zentrale_calls_active") == 0.0
         {

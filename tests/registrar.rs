@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
@@ -23,25 +22,9 @@ const AGENT1_PASSWORD: (&str, &str) = ("ZENTRALE_AGENT1_PASSWORD", "secret");
 
 /// `GET /api/registrations` as JSON.
 fn registrations(engine: &Engine) -> Vec<Value> {
-    let addr = engine.http_addr();
-    let mut stream = TcpStream::connect(addr).expect("connect to the engine's HTTP port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET /api/registrations HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("read response");
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {raw:?}"));
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-    match serde_json::from_str(body) {
-        Ok(Value::Array(list)) => list,
-        other => panic!("not a JSON list: {other:?} from {body:?}"),
+    match common::http::get_json(engine.http_addr(), "/api/registrations") {
+        Value::Array(list) => list,
+        other => panic!("not a JSON list: {other}"),
     }
 }
 
