@@ -1,21 +1,50 @@
 //! tracing set-up: human-readable lines or JSON lines on stderr, filtered by `log.level` (or
 //! `RUST_LOG` when set), and [`caller_display`] for privacy-aware logging of caller numbers.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
+use std::sync::OnceLock;
 
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
+/// Log lines that may wait for the writer thread; beyond that, lines are dropped and counted
+/// ([`lines_dropped`], `zentrale_log_lines_dropped_total`) rather than stalling calls.
+const BUFFERED_LINES: usize = 65_536;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Keeps the log writer thread alive; dropping it writes out what is still buffered.
+pub struct LogGuard {
+    _worker: WorkerGuard,
+}
+
+/// Log lines dropped because the writer thread fell behind (0 before [`init`]).
+pub fn lines_dropped() -> u64 {
+    DROPPED.get().map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
 /// Installs the global tracing subscriber. Logs go to stderr: human-readable lines by default,
 /// one JSON object per line with `log.format = "json"`. The filter is `log.level`; a non-empty
 /// `RUST_LOG` replaces it. Fails if a filter does not parse or a subscriber is already set.
-pub fn init(settings: &LogSettings) -> Result<(), String> {
+///
+/// Lines are formatted on the thread that logs and written by one writer thread, which writes
+/// whatever has queued up with one `write` and then flushes: a call task never waits for
+/// stderr (a `write` per line, under stderr's lock, was a syscall and often a futex wait for
+/// every one of a call's dozen lines). Keep the returned guard until the program ends.
+pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = filter(&settings.level, rust_log.as_deref())?;
+    let (writer, worker) = NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .lossy(true)
+        .thread_name("zentrale-log")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let _ = DROPPED.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match settings.format {
         LogFormat::Human => builder
             .with_ansi(std::io::stderr().is_terminal())
@@ -26,7 +55,9 @@ pub fn init(settings: &LogSettings) -> Result<(), String> {
             .with_span_list(false)
             .try_init(),
     };
-    result.map_err(|e| format!("cannot set up logging: {e}"))
+    result
+        .map(|()| LogGuard { _worker: worker })
+        .map_err(|e| format!("cannot set up logging: {e}"))
 }
 
 /// The filter from `RUST_LOG` if it is set and not blank, else from `log.level`.

@@ -575,6 +575,8 @@ pub struct EngineSnapshot {
     pub events_published: u64,
     /// Call events the records writer lost (channel full or database failing).
     pub records_lost: u64,
+    /// Log lines dropped because the log writer fell behind.
+    pub log_lines_dropped: u64,
     /// Queue id → live figures from the ACD.
     pub queues: Vec<(String, crate::acd::service::QueueView)>,
     /// The ACD's dispatch latency per trigger: cumulative (upper bound s, count) buckets and
@@ -615,6 +617,7 @@ impl EngineSnapshot {
                 .collect(),
             events_published: endpoint.events().published.load(Ordering::Relaxed),
             records_lost: endpoint.events().records_lost.load(Ordering::Relaxed),
+            log_lines_dropped: crate::logging::lines_dropped(),
             queues: endpoint
                 .acd()
                 .snapshot()
@@ -671,7 +674,7 @@ impl EngineSnapshot {
         if !self.dispatch.is_empty() {
             out.push(self.dispatch_family());
         }
-        let plain: [(&str, &str, u64); 15] = [
+        let plain: [(&str, &str, u64); 16] = [
             (
                 "zentrale_sip_requests_received_total",
                 "SIP requests received (parsed or refused as malformed).",
@@ -741,6 +744,11 @@ impl EngineSnapshot {
                 "zentrale_records_lost_total",
                 "Call events the call records lost (writer channel full or database failing); see the log.",
                 self.records_lost,
+            ),
+            (
+                "zentrale_log_lines_dropped_total",
+                "Log lines dropped because the log writer could not keep up with stderr (the engine does not wait for its log).",
+                self.log_lines_dropped,
             ),
             (
                 "zentrale_calls_active",
@@ -1081,6 +1089,7 @@ mod tests {
             calendars_open: vec![("rathaus".into(), true), ("fundbuero".into(), false)],
             events_published: 42,
             records_lost: 3,
+            log_lines_dropped: 4,
             queues: vec![(
                 "fundbuero".into(),
                 crate::acd::service::QueueView {
@@ -1142,6 +1151,7 @@ mod tests {
             ("zentrale_calendar_open{calendar=\"fundbuero\"}", 0.0),
             ("zentrale_events_published_total", 42.0),
             ("zentrale_records_lost_total", 3.0),
+            ("zentrale_log_lines_dropped_total", 4.0),
             (
                 "zentrale_queue_callers{queue=\"fundbuero\",status=\"waiting\"}",
                 3.0,
