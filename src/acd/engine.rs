@@ -5,12 +5,21 @@
 //! (priority, then entry time) and give each the agents its queue's strategy picks among the
 //! available, eligible ones. Walking callers globally is what makes an agent in several queues
 //! take the longest-waiting caller across them first.
+//!
+//! A dispatch costs little however many callers wait: queued callers are kept in dispatch
+//! order (`order`), the instants at which a waiting caller needs a look (max wait, escalation,
+//! a skipped agent becoming eligible again) in a deadline index (`deadlines`), and each queue
+//! knows its members in entry order and how many of them ring. The walk stops as soon as no
+//! agent is available. (An earlier dispatch collected and sorted every waiting caller after
+//! every command: once callers piled up, each command cost O(waiting), the ACD fell further
+//! behind, and the engine collapsed near 2,500 calls/s.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use super::agent::{self, AgentEvent, AgentState, LegFailure, PauseReason};
-use super::queue::{self, QueueEntry};
+use super::queue::{self, OrderKey, QueueEntry};
 use super::strategy::{self, Candidate, SplitMix64};
 use super::{AcdDecision, AcdError, AcdStore, CallId, OverflowReason};
 use crate::rules::QueueState;
@@ -91,6 +100,21 @@ impl AgentRuntime {
 pub(super) struct QueueRuntime {
     pub(super) config: Queue,
     last_rr: Option<usize>,
+    /// Index: this queue's callers (waiting or ringing) by entry time.
+    members: BTreeSet<(Instant, u64, CallId)>,
+    /// How many of `members` ring an agent now.
+    ringing: u32,
+}
+
+impl QueueRuntime {
+    fn new(config: Queue) -> QueueRuntime {
+        QueueRuntime {
+            config,
+            last_rr: None,
+            members: BTreeSet::new(),
+            ringing: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +130,13 @@ pub struct Acd {
     pub(super) queues: BTreeMap<String, QueueRuntime>,
     pub(super) agents: BTreeMap<String, AgentRuntime>,
     pub(super) calls: BTreeMap<CallId, CallRecord>,
+    /// Index: every queued caller (waiting or ringing), in dispatch order.
+    order: BTreeSet<(OrderKey, CallId)>,
+    /// Index: waiting callers by the instant they next need a look ([`QueueEntry::deadline`]).
+    deadlines: BTreeSet<(Instant, CallId)>,
+    /// Some agent logged in or out (or the rules changed) since the last dispatch: queues may
+    /// have lost their last agent.
+    staffing_changed: bool,
     /// Agents the rules no longer have.
     retired: std::collections::BTreeSet<String>,
     next_seq: u64,
@@ -128,6 +159,9 @@ impl Acd {
             queues: BTreeMap::new(),
             agents: BTreeMap::new(),
             calls: BTreeMap::new(),
+            order: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
+            staffing_changed: false,
             retired: Default::default(),
             next_seq: 0,
         };
@@ -162,6 +196,10 @@ impl Acd {
             runtime.idle_since = since;
         }
         if next != runtime.state {
+            if next.is_logged_in() != runtime.state.is_logged_in() {
+                self.staffing_changed = true;
+            }
+            let runtime = self.agent_mut(agent)?;
             runtime.state = next.clone();
             out.push(AcdDecision::AgentChanged {
                 agent: agent.to_string(),
@@ -186,23 +224,106 @@ impl Acd {
     }
 
     fn entries_in<'a>(&'a self, queue: &'a str) -> impl Iterator<Item = &'a QueueEntry> + 'a {
-        self.calls.values().filter_map(move |c| match c {
-            CallRecord::Queued(e) if e.queue == queue => Some(e),
-            _ => None,
-        })
+        self.queues
+            .get(queue)
+            .into_iter()
+            .flat_map(|q| q.members.iter())
+            .filter_map(|(_, _, call)| match self.calls.get(call) {
+                Some(CallRecord::Queued(e)) => Some(e),
+                _ => None,
+            })
+    }
+
+    /// Puts a new caller in the queue and the indexes.
+    fn insert_queued(&mut self, entry: QueueEntry, now: Instant) {
+        let call = entry.call;
+        self.order.insert((entry.order_key(), call));
+        if let Some(q) = self.queues.get_mut(&entry.queue) {
+            q.members.insert((entry.entered, entry.seq, call));
+        }
+        self.calls.insert(call, CallRecord::Queued(entry));
+        self.reindex(call, now);
+    }
+
+    /// Takes a call out of the ACD and, if it was queued, out of the indexes.
+    fn remove_call(&mut self, call: CallId) -> Option<CallRecord> {
+        let record = self.calls.remove(&call)?;
+        if let CallRecord::Queued(entry) = &record {
+            self.order.remove(&(entry.order_key(), call));
+            if let Some(at) = entry.deadline {
+                self.deadlines.remove(&(at, call));
+            }
+            if let Some(q) = self.queues.get_mut(&entry.queue) {
+                q.members.remove(&(entry.entered, entry.seq, call));
+                if !entry.is_waiting() {
+                    q.ringing = q.ringing.saturating_sub(1);
+                }
+            }
+        }
+        Some(record)
+    }
+
+    /// Changes the agents ringing for a queued caller, keeping the queue's ringing count and
+    /// the caller's deadline in step.
+    fn change_ringing(&mut self, call: CallId, now: Instant, change: impl FnOnce(&mut QueueEntry)) {
+        let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let was_waiting = entry.is_waiting();
+        change(entry);
+        let is_waiting = entry.is_waiting();
+        if was_waiting != is_waiting {
+            if let Some(q) = self.queues.get_mut(&entry.queue) {
+                if is_waiting {
+                    q.ringing = q.ringing.saturating_sub(1);
+                } else {
+                    q.ringing += 1;
+                }
+            }
+        }
+        self.reindex(call, now);
+    }
+
+    /// When a queued caller next needs a look: while it waits, at its max wait, its next
+    /// escalation, or when an agent it skips becomes eligible again (expired skips go first).
+    fn reindex(&mut self, call: CallId, now: Instant) {
+        let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) else {
+            return;
+        };
+        entry.skip.retain(|(_, until)| *until > now);
+        let next = if entry.is_waiting() {
+            let max_wait = self
+                .queues
+                .get(&entry.queue)
+                .and_then(|q| q.config.max_wait_secs)
+                .map(|secs| entry.entered + Duration::from_secs(secs.into()));
+            let skips = entry.skip.iter().map(|(_, until)| *until);
+            max_wait.into_iter().chain(entry.next_escalation).chain(skips).min()
+        } else {
+            None
+        };
+        if entry.deadline != next {
+            if let Some(old) = entry.deadline {
+                self.deadlines.remove(&(old, call));
+            }
+            if let Some(at) = next {
+                self.deadlines.insert((at, call));
+            }
+            entry.deadline = next;
+        }
     }
 
     /// Removes `agent` from the ringing set of `call` (its leg is over) and, for a failed leg,
     /// keeps the agent away from this caller for a while.
     fn end_leg(&mut self, call: CallId, agent: &str, failed: bool, now: Instant) {
         let retry = self.settings.retry_after;
-        if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
+        self.change_ringing(call, now, |entry| {
             entry.ringing.retain(|a| a != agent);
             if failed {
                 entry.skip.retain(|(a, _)| a != agent);
                 entry.skip.push((agent.to_string(), now + retry));
             }
-        }
+        });
     }
 
     fn check_ringing(&self, call: CallId, agent: &str) -> Result<(), AcdError> {
@@ -262,7 +383,7 @@ impl Acd {
     }
 
     fn overflow(&mut self, call: CallId, reason: OverflowReason, out: &mut Vec<AcdDecision>) {
-        if let Some(CallRecord::Queued(entry)) = self.calls.remove(&call) {
+        if let Some(CallRecord::Queued(entry)) = self.remove_call(call) {
             out.push(AcdDecision::Overflow {
                 call,
                 queue: entry.queue,
@@ -273,36 +394,20 @@ impl Acd {
 
     /// Overflows callers that may wait no longer, then offers agents to waiting callers.
     fn dispatch(&mut self, now: Instant, out: &mut Vec<AcdDecision>) {
-        let mut waiting: Vec<&QueueEntry> = self
-            .calls
-            .values()
-            .filter_map(|c| match c {
-                CallRecord::Queued(e) if e.is_waiting() => Some(e),
-                _ => None,
-            })
-            .collect();
-        waiting.sort_by_key(|e| e.order_key());
-        let waiting: Vec<CallId> = waiting.into_iter().map(|e| e.call).collect();
-        if waiting.is_empty() {
-            return;
-        }
-        // Offers turn available agents into reserved ones, both logged in: the counts per
-        // queue hold for the whole dispatch, and so does "nobody is available" once true.
-        let mut logged_in: BTreeMap<String, u32> = BTreeMap::new();
-        let mut available = self
-            .agents
-            .values()
-            .filter(|a| matches!(a.state, AgentState::Available { .. }))
-            .count();
-
-        for call in waiting {
-            let Some(CallRecord::Queued(entry)) = self.calls.get(&call) else {
+        // 1. Callers whose deadline came: past their max wait they overflow; otherwise their
+        //    level may have dropped or a skipped agent became eligible (step 3 sees to that).
+        while let Some(&(at, call)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) else {
                 continue;
             };
-            let Some(queue) = self.queues.get(&entry.queue) else {
+            entry.deadline = None;
+            let Some(config) = self.queues.get(&entry.queue).map(|q| &q.config) else {
                 continue;
             };
-            let config = &queue.config;
             let waited = now.saturating_duration_since(entry.entered);
             if config
                 .max_wait_secs
@@ -311,34 +416,58 @@ impl Acd {
                 self.overflow(call, OverflowReason::MaxWait, out);
                 continue;
             }
-            let staffed = match logged_in.get(&entry.queue) {
-                Some(n) => *n,
-                None => {
-                    let n = self.logged_in_agents(config);
-                    logged_in.insert(entry.queue.clone(), n);
-                    n
-                }
-            };
-            if staffed == 0 {
-                self.overflow(call, OverflowReason::NoAgents, out);
-                continue;
-            }
-            if available == 0 {
-                // Nobody to offer: only the escalation time still matters for this caller.
-                let next_escalation = queue::next_escalation(
-                    config.min_level,
-                    &config.escalation,
-                    entry.entered,
-                    now,
-                );
-                if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
-                    entry.next_escalation = next_escalation;
-                }
-                continue;
-            }
-            let level = queue::min_level(config.min_level, &config.escalation, waited);
-            let next_escalation =
+            entry.next_escalation =
                 queue::next_escalation(config.min_level, &config.escalation, entry.entered, now);
+            self.reindex(call, now);
+        }
+
+        // 2. Queues that lost their last logged-in agent send their waiting callers on.
+        if std::mem::take(&mut self.staffing_changed) {
+            let unstaffed: Vec<CallId> = self
+                .queues
+                .values()
+                .filter(|q| !q.members.is_empty() && self.logged_in_agents(&q.config) == 0)
+                .flat_map(|q| q.members.iter().map(|(_, _, call)| *call))
+                .collect();
+            for call in unstaffed {
+                if matches!(self.calls.get(&call), Some(CallRecord::Queued(e)) if e.is_waiting())
+                {
+                    self.overflow(call, OverflowReason::NoAgents, out);
+                }
+            }
+        }
+
+        // 3. Offers: waiting callers in order, as long as an agent is available.
+        let mut available = self
+            .agents
+            .values()
+            .filter(|a| matches!(a.state, AgentState::Available { .. }))
+            .count();
+        let mut cursor: Option<(OrderKey, CallId)> = None;
+        while available > 0 {
+            let next = match &cursor {
+                None => self.order.first(),
+                Some(key) => self
+                    .order
+                    .range((Bound::Excluded(key), Bound::Unbounded))
+                    .next(),
+            };
+            let Some(&(key, call)) = next else {
+                break;
+            };
+            cursor = Some((key, call));
+            let Some(CallRecord::Queued(entry)) = self.calls.get(&call) else {
+                continue;
+            };
+            if !entry.is_waiting() {
+                continue;
+            }
+            let Some(queue) = self.queues.get(&entry.queue) else {
+                continue;
+            };
+            let config = &queue.config;
+            let waited = now.saturating_duration_since(entry.entered);
+            let level = queue::min_level(config.min_level, &config.escalation, waited);
             let candidates: Vec<Candidate<'_>> = self
                 .agents
                 .iter()
@@ -355,9 +484,6 @@ impl Acd {
                 })
                 .collect();
             if candidates.is_empty() {
-                if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
-                    entry.next_escalation = next_escalation;
-                }
                 continue;
             }
             let random = if config.strategy == Strategy::Random {
@@ -385,9 +511,8 @@ impl Acd {
                 if let Some(q) = self.queues.get_mut(&queue_id) {
                     q.last_rr = order;
                 }
-                if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
-                    entry.ringing.push(agent.clone());
-                }
+                let rung = agent.clone();
+                self.change_ringing(call, now, |entry| entry.ringing.push(rung));
                 out.push(AcdDecision::Ring {
                     call,
                     agent,
@@ -414,13 +539,7 @@ impl Acd {
             match self.queues.get_mut(&q.id) {
                 Some(runtime) => runtime.config = q.clone(),
                 None => {
-                    self.queues.insert(
-                        q.id.clone(),
-                        QueueRuntime {
-                            config: q.clone(),
-                            last_rr: None,
-                        },
-                    );
+                    self.queues.insert(q.id.clone(), QueueRuntime::new(q.clone()));
                 }
             }
         }
@@ -467,8 +586,81 @@ impl Acd {
             }
             self.retired.insert(agent);
         }
+        // New settings: max waits and escalations may have moved, skills changed staffing.
+        self.staffing_changed = true;
+        let queued: Vec<CallId> = self.order.iter().map(|(_, call)| *call).collect();
+        for call in queued {
+            if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
+                if let Some(config) = self.queues.get(&entry.queue).map(|q| &q.config) {
+                    entry.next_escalation = queue::next_escalation(
+                        config.min_level,
+                        &config.escalation,
+                        entry.entered,
+                        now,
+                    );
+                }
+            }
+            self.reindex(call, now);
+        }
         self.dispatch(now, &mut out);
         out
+    }
+
+    /// Panics unless the indexes agree with the calls they index (for the property tests).
+    #[cfg(test)]
+    pub(super) fn check_indexes(&self, now: Instant) {
+        let queued: Vec<&QueueEntry> = self
+            .calls
+            .values()
+            .filter_map(|c| match c {
+                CallRecord::Queued(e) => Some(e),
+                CallRecord::Connected { .. } => None,
+            })
+            .collect();
+        let order: BTreeSet<(OrderKey, CallId)> =
+            queued.iter().map(|e| (e.order_key(), e.call)).collect();
+        assert_eq!(order, self.order, "order index");
+        let mut deadlines = BTreeSet::new();
+        for e in &queued {
+            if !e.is_waiting() {
+                assert_eq!(e.deadline, None, "{} rings but has a deadline", e.call);
+                continue;
+            }
+            let config = &self.queues[&e.queue].config;
+            let max_wait = config
+                .max_wait_secs
+                .map(|secs| e.entered + Duration::from_secs(secs.into()));
+            let live_skips = e.skip.iter().map(|(_, u)| *u).filter(|u| *u > now);
+            let expected = max_wait
+                .into_iter()
+                .chain(e.next_escalation)
+                .chain(live_skips)
+                .min();
+            assert_eq!(e.deadline, expected, "deadline of {}", e.call);
+            assert_eq!(
+                e.next_escalation,
+                queue::next_escalation(config.min_level, &config.escalation, e.entered, now),
+                "next escalation of {}",
+                e.call
+            );
+            if let Some(at) = e.deadline {
+                deadlines.insert((at, e.call));
+            }
+        }
+        assert_eq!(deadlines, self.deadlines, "deadline index");
+        for (id, q) in &self.queues {
+            let members: BTreeSet<(Instant, u64, CallId)> = queued
+                .iter()
+                .filter(|e| &e.queue == id)
+                .map(|e| (e.entered, e.seq, e.call))
+                .collect();
+            assert_eq!(members, q.members, "members of {id}");
+            let ringing = queued
+                .iter()
+                .filter(|e| &e.queue == id && !e.is_waiting())
+                .count();
+            assert_eq!(ringing, q.ringing as usize, "ringing in {id}");
+        }
     }
 
     /// Agents removed from the rules (they cannot log in again).
@@ -523,7 +715,7 @@ impl AcdStore for Acd {
             Some(OverflowReason::NoAgents)
         } else if config
             .max_length
-            .is_some_and(|max| self.entries_in(queue).count() >= max as usize)
+            .is_some_and(|max| runtime.members.len() >= max as usize)
         {
             Some(OverflowReason::Full)
         } else {
@@ -536,6 +728,8 @@ impl AcdStore for Acd {
                 reason,
             }]);
         }
+        let next_escalation =
+            queue::next_escalation(config.min_level, &config.escalation, now, now);
         let seq = self.next_seq;
         self.next_seq += 1;
         let entry = QueueEntry {
@@ -546,9 +740,10 @@ impl AcdStore for Acd {
             seq,
             ringing: Vec::new(),
             skip: Vec::new(),
-            next_escalation: None,
+            next_escalation,
+            deadline: None,
         };
-        self.calls.insert(call, CallRecord::Queued(entry));
+        self.insert_queued(entry, now);
         let mut out = Vec::new();
         self.dispatch(now, &mut out);
         Ok(out)
@@ -556,7 +751,7 @@ impl AcdStore for Acd {
 
     fn call_ended(&mut self, call: CallId, now: Instant) -> Outcome {
         self.command(now, |acd, out| {
-            match acd.calls.remove(&call) {
+            match acd.remove_call(call) {
                 None => return Err(AcdError::UnknownCall(call)),
                 Some(CallRecord::Queued(entry)) => {
                     for agent in entry.ringing {
@@ -586,7 +781,7 @@ impl AcdStore for Acd {
             let runtime = acd.agent_mut(agent)?;
             runtime.calls_taken += 1;
             runtime.no_answers = 0;
-            let Some(CallRecord::Queued(entry)) = acd.calls.remove(&call) else {
+            let Some(CallRecord::Queued(entry)) = acd.remove_call(call) else {
                 return Err(AcdError::UnknownCall(call));
             };
             // Ring-all: the first answer wins, the other phones stop ringing.
@@ -696,11 +891,7 @@ impl AcdStore for Acd {
                 _ => self.apply(&agent, &AgentEvent::WrapUpDone, now, &mut out),
             };
         }
-        for record in self.calls.values_mut() {
-            if let CallRecord::Queued(entry) = record {
-                entry.skip.retain(|(_, until)| *until > now);
-            }
-        }
+        // Expired skips go when their deadline comes up (in the dispatch).
         self.dispatch(now, &mut out);
         out
     }
@@ -710,20 +901,7 @@ impl AcdStore for Acd {
             AgentState::Reserved { until, .. } | AgentState::WrapUp { until } => Some(until),
             _ => None,
         });
-        let entries = self.calls.values().filter_map(|c| match c {
-            CallRecord::Queued(e) => Some(e),
-            CallRecord::Connected { .. } => None,
-        });
-        let callers = entries.flat_map(|e| {
-            let config = self.queues.get(&e.queue).map(|q| &q.config);
-            let max_wait = config
-                .and_then(|q| q.max_wait_secs)
-                .filter(|_| e.is_waiting())
-                .map(|secs| e.entered + Duration::from_secs(secs.into()));
-            let escalation = e.next_escalation.filter(|_| e.is_waiting());
-            let skips = e.skip.iter().map(|(_, until)| *until);
-            max_wait.into_iter().chain(escalation).chain(skips)
-        });
+        let callers = self.deadlines.first().map(|(at, _)| *at);
         agents.chain(callers).min()
     }
 
@@ -749,21 +927,17 @@ impl AcdStore for Acd {
 
     fn queue_stats(&self, queue: &str, now: Instant) -> Option<QueueStats> {
         let config = &self.queues.get(queue)?.config;
+        let runtime = self.queues.get(queue)?;
+        let members = u32::try_from(runtime.members.len()).unwrap_or(u32::MAX);
         let mut stats = QueueStats {
-            waiting: 0,
-            ringing: 0,
-            longest_wait: None,
+            waiting: members.saturating_sub(runtime.ringing),
+            ringing: runtime.ringing,
+            longest_wait: runtime
+                .members
+                .first()
+                .map(|(entered, _, _)| now.saturating_duration_since(*entered)),
             agents: AgentCounts::default(),
         };
-        for entry in self.entries_in(queue) {
-            if entry.is_waiting() {
-                stats.waiting += 1;
-            } else {
-                stats.ringing += 1;
-            }
-            let waited = now.saturating_duration_since(entry.entered);
-            stats.longest_wait = stats.longest_wait.max(Some(waited));
-        }
         for agent in self.agents.values() {
             if !Self::eligible(agent, config, config.min_level) {
                 continue;
@@ -787,7 +961,8 @@ impl AcdStore for Acd {
         let config = &self.queues.get(queue)?.config;
         Some(QueueState {
             logged_in_agents: self.logged_in_agents(config),
-            waiting_callers: u32::try_from(self.entries_in(queue).count()).unwrap_or(u32::MAX),
+            waiting_callers: u32::try_from(self.queues.get(queue)?.members.len())
+                .unwrap_or(u32::MAX),
             // No estimate until one can be trusted (position- and staffing-aware).
             estimated_wait_secs: None,
         })

@@ -189,6 +189,7 @@ impl World {
 
     fn check(&self) {
         let acd = &self.acd;
+        acd.check_indexes(self.now);
         // Every live caller is in exactly one place; every gone one nowhere.
         for call in &self.live {
             assert!(acd.call_status(*call).is_some(), "{call} was lost");

@@ -22,11 +22,17 @@ pub struct QueueEntry {
     pub skip: Vec<(String, Instant)>,
     /// When the required skill level drops next (a deadline while waiting).
     pub next_escalation: Option<Instant>,
+    /// This entry's key in the ACD's deadline index: when it next needs a look (max wait,
+    /// escalation, a skip running out) while waiting.
+    pub deadline: Option<Instant>,
 }
+
+/// Dispatch order: higher priority first, then earlier entry, then earlier join.
+pub type OrderKey = (Reverse<u8>, Instant, u64);
 
 impl QueueEntry {
     /// Sort key: higher priority first, then earlier entry, then earlier join.
-    pub fn order_key(&self) -> (Reverse<u8>, Instant, u64) {
+    pub fn order_key(&self) -> OrderKey {
         (Reverse(self.priority), self.entered, self.seq)
     }
 
