@@ -1,50 +1,118 @@
 //! tracing set-up: human-readable lines or JSON lines on stderr, filtered by `log.level` (or
 //! `RUST_LOG` when set), and [`caller_display`] for privacy-aware logging of caller numbers.
 
-use std::io::{BufWriter, IsTerminal};
-use std::sync::OnceLock;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Log lines that may wait for the writer thread; beyond that, lines are dropped and counted
+/// How often the writer thread writes out what was logged.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// Most bytes waiting for the writer thread; beyond that, lines are dropped and counted
 /// ([`lines_dropped`], `zentrale_log_lines_dropped_total`) rather than stalling calls.
-const BUFFERED_LINES: usize = 65_536;
+const MAX_PENDING: usize = 4 << 20;
 
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// Keeps the log writer thread alive; dropping it writes out what is still buffered.
-pub struct LogGuard {
-    _worker: WorkerGuard,
+/// Log lines dropped because stderr could not keep up (0 before [`init`]).
+pub fn lines_dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
 }
 
-/// Log lines dropped because the writer thread fell behind (0 before [`init`]).
-pub fn lines_dropped() -> u64 {
-    DROPPED.get().map_or(0, |counter| counter.dropped_lines() as u64)
+/// Lines logged and not yet written, shared by every thread that logs.
+struct Pending {
+    buffer: Mutex<Vec<u8>>,
+    stop: AtomicBool,
+}
+
+impl Pending {
+    /// Writes out what is pending: one `write` for everything logged since the last time.
+    fn flush(&self, spare: &mut Vec<u8>) {
+        if let Ok(mut buffer) = self.buffer.lock() {
+            std::mem::swap(&mut *buffer, spare);
+        }
+        if !spare.is_empty() {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(spare);
+            let _ = err.flush();
+            spare.clear();
+        }
+    }
+}
+
+/// The `MakeWriter` behind the subscriber: a line goes into the shared buffer (a lock and a
+/// copy, no syscall); the writer thread writes the buffer out every [`FLUSH_EVERY`].
+#[derive(Clone)]
+struct BatchWriter(Arc<Pending>);
+
+struct Line<'a>(&'a Pending);
+
+impl Write for Line<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.buffer.lock() {
+            if buffer.len() + bytes.len() > MAX_PENDING {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            } else {
+                buffer.extend_from_slice(bytes);
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchWriter {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Line(&self.0)
+    }
+}
+
+/// Keeps the log writer thread running; dropping it writes out what is still pending.
+pub struct LogGuard {
+    pending: Arc<Pending>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.pending.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        self.pending.flush(&mut Vec::new());
+    }
 }
 
 /// Installs the global tracing subscriber. Logs go to stderr: human-readable lines by default,
 /// one JSON object per line with `log.format = "json"`. The filter is `log.level`; a non-empty
 /// `RUST_LOG` replaces it. Fails if a filter does not parse or a subscriber is already set.
 ///
-/// Lines are formatted on the thread that logs and written by one writer thread, which writes
-/// whatever has queued up with one `write` and then flushes: a call task never waits for
-/// stderr (a `write` per line, under stderr's lock, was a syscall and often a futex wait for
-/// every one of a call's dozen lines). Keep the returned guard until the program ends.
+/// A line is formatted on the thread that logs and appended to a shared buffer; one writer
+/// thread writes the buffer to stderr every 20 ms, with one `write`. A call task never waits
+/// for stderr: a `write` per line under stderr's lock cost a syscall, and often a futex wait,
+/// for each of a call's log lines. Keep the returned guard until the program ends.
 pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = filter(&settings.level, rust_log.as_deref())?;
-    let (writer, worker) = NonBlockingBuilder::default()
-        .buffered_lines_limit(BUFFERED_LINES)
-        .lossy(true)
-        .thread_name("zentrale-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
-    let _ = DROPPED.set(writer.error_counter());
+    let pending = Arc::new(Pending {
+        buffer: Mutex::new(Vec::with_capacity(64 * 1024)),
+        stop: AtomicBool::new(false),
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(BatchWriter(pending.clone()));
     let result = match settings.format {
         LogFormat::Human => builder
             .with_ansi(std::io::stderr().is_terminal())
@@ -55,9 +123,22 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
             .with_span_list(false)
             .try_init(),
     };
-    result
-        .map(|()| LogGuard { _worker: worker })
-        .map_err(|e| format!("cannot set up logging: {e}"))
+    result.map_err(|e| format!("cannot set up logging: {e}"))?;
+    let writer = pending.clone();
+    let thread = std::thread::Builder::new()
+        .name("zentrale-log".into())
+        .spawn(move || {
+            let mut spare = Vec::with_capacity(64 * 1024);
+            while !writer.stop.load(Ordering::Relaxed) {
+                std::thread::park_timeout(FLUSH_EVERY);
+                writer.flush(&mut spare);
+            }
+        })
+        .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
+    Ok(LogGuard {
+        pending,
+        thread: Some(thread),
+    })
 }
 
 /// The filter from `RUST_LOG` if it is set and not blank, else from `log.level`.

@@ -272,13 +272,13 @@ impl Acd {
         let was_waiting = entry.is_waiting();
         change(entry);
         let is_waiting = entry.is_waiting();
-        if was_waiting != is_waiting {
-            if let Some(q) = self.queues.get_mut(&entry.queue) {
-                if is_waiting {
-                    q.ringing = q.ringing.saturating_sub(1);
-                } else {
-                    q.ringing += 1;
-                }
+        if was_waiting != is_waiting
+            && let Some(q) = self.queues.get_mut(&entry.queue)
+        {
+            if is_waiting {
+                q.ringing = q.ringing.saturating_sub(1);
+            } else {
+                q.ringing += 1;
             }
         }
         self.reindex(call, now);
@@ -298,7 +298,11 @@ impl Acd {
                 .and_then(|q| q.config.max_wait_secs)
                 .map(|secs| entry.entered + Duration::from_secs(secs.into()));
             let skips = entry.skip.iter().map(|(_, until)| *until);
-            max_wait.into_iter().chain(entry.next_escalation).chain(skips).min()
+            max_wait
+                .into_iter()
+                .chain(entry.next_escalation)
+                .chain(skips)
+                .min()
         } else {
             None
         };
@@ -430,8 +434,7 @@ impl Acd {
                 .flat_map(|q| q.members.iter().map(|(_, _, call)| *call))
                 .collect();
             for call in unstaffed {
-                if matches!(self.calls.get(&call), Some(CallRecord::Queued(e)) if e.is_waiting())
-                {
+                if matches!(self.calls.get(&call), Some(CallRecord::Queued(e)) if e.is_waiting()) {
                     self.overflow(call, OverflowReason::NoAgents, out);
                 }
             }
@@ -539,7 +542,8 @@ impl Acd {
             match self.queues.get_mut(&q.id) {
                 Some(runtime) => runtime.config = q.clone(),
                 None => {
-                    self.queues.insert(q.id.clone(), QueueRuntime::new(q.clone()));
+                    self.queues
+                        .insert(q.id.clone(), QueueRuntime::new(q.clone()));
                 }
             }
         }
@@ -590,15 +594,15 @@ impl Acd {
         self.staffing_changed = true;
         let queued: Vec<CallId> = self.order.iter().map(|(_, call)| *call).collect();
         for call in queued {
-            if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call) {
-                if let Some(config) = self.queues.get(&entry.queue).map(|q| &q.config) {
-                    entry.next_escalation = queue::next_escalation(
-                        config.min_level,
-                        &config.escalation,
-                        entry.entered,
-                        now,
-                    );
-                }
+            if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call)
+                && let Some(config) = self.queues.get(&entry.queue).map(|q| &q.config)
+            {
+                entry.next_escalation = queue::next_escalation(
+                    config.min_level,
+                    &config.escalation,
+                    entry.entered,
+                    now,
+                );
             }
             self.reindex(call, now);
         }

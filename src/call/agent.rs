@@ -591,7 +591,7 @@ impl CallerLeg {
                         return;
                     }
                     leg.state = AgentLegState::Answered;
-                    info!(agent = %leg.agent, "agent answered");
+                    debug!(agent = %leg.agent, "agent answered");
                     if let Some(call) = acd_call {
                         endpoint.acd().send(AcdCommand::Answered {
                             call,
@@ -707,7 +707,7 @@ impl CallerLeg {
             leg.state = AgentLegState::Done;
             leg.bye = None;
             if was_connected {
-                info!(%agent, "agent hung up");
+                debug!(%agent, "agent hung up");
                 self.end_reason = "agent hung up".into();
                 self.hang_up(now, "agent hung up");
             }

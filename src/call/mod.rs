@@ -436,7 +436,7 @@ impl CallerLeg {
         ));
         self.arm_session_timer(now);
         self.state = LegState::Answered;
-        info!("call answered");
+        debug!("call answered");
         self.emit(CallEventKind::Answered);
         self.start_media();
         self.decide(now);
