@@ -22,7 +22,9 @@ pub struct LogGuard {
 
 /// Log lines dropped because the writer thread fell behind (0 before [`init`]).
 pub fn lines_dropped() -> u64 {
-    DROPPED.get().map_or(0, |counter| counter.dropped_lines() as u64)
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }
 
 /// Installs the global tracing subscriber. Logs go to stderr: human-readable lines by default,

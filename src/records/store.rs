@@ -436,7 +436,7 @@ mod tests {
 
 #[cfg(test)]
 mod insert_tests {
-    use super::{multi_insert, statement_chunks, statement_sizes, Backend};
+    use super::{Backend, multi_insert, statement_chunks, statement_sizes};
 
     #[test]
     fn multi_row_inserts_number_their_placeholders_row_by_row() {
