@@ -88,12 +88,19 @@ async fn start(max_calls: usize) -> Harness {
     }
 }
 
-const SDP: &str = "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-                   m=audio 49170 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n";
+/// An SDP offer (PCMU/PCMA) with the caller's RTP at `port`.
+fn sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    )
+}
 
 /// A caller's dialog, as raw SIP over its own UDP socket.
 struct Caller {
     socket: UdpSocket,
+    /// Where the engine sends the call's audio: a port of our own, never someone else's.
+    rtp: UdpSocket,
     engine: SocketAddr,
     call_id: String,
     from_tag: String,
@@ -105,8 +112,12 @@ struct Caller {
 impl Caller {
     async fn new(engine: SocketAddr) -> Caller {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind caller");
+        let rtp = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind caller RTP");
         Caller {
             socket,
+            rtp,
             engine,
             call_id: format!("overload-{}@127.0.0.1", crate::sip::reply::random_token()),
             from_tag: crate::sip::reply::random_token(),
@@ -176,7 +187,8 @@ impl Caller {
     }
 
     async fn invite(&self) -> Reply {
-        let invite = self.request("INVITE", &self.invite_branch, 1, Some(SDP));
+        let port = self.rtp.local_addr().expect("RTP address").port();
+        let invite = self.request("INVITE", &self.invite_branch, 1, Some(&sdp(port)));
         self.send(&invite).await;
         self.final_response("INVITE").await
     }
