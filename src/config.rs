@@ -42,8 +42,18 @@ pub struct SipSettings {
     pub max_message_bytes: usize,
     /// Most calls at once; one more INVITE gets 503 with Retry-After.
     pub max_calls: usize,
-    /// Retry-After seconds sent with 503 (overload or shutdown).
+    /// Retry-After seconds sent with 503 (call limit, overload or shutdown).
     pub retry_after_secs: u32,
+    /// Overload guard (see [`crate::overload`]): while the engine runs this many milliseconds
+    /// behind its work (the smoothed lateness of a 10 ms tick of the runtime, or the wait of the
+    /// ACD's commands), new calls get 503 with Retry-After; calls already in go on. It takes new
+    /// calls again once the lag stayed under half of this for 1 s. 0 turns the guard off.
+    ///
+    /// Default 50 ms: far above the runtime's ordinary jitter (1 ms timer resolution, a few ms
+    /// on a busy but healthy machine), so it does not trip by chance; a tenth of SIP's T1
+    /// (500 ms), so it trips well before late answers make callers retransmit and add load; and
+    /// short against what a caller notices (post-dial delay, a queue prompt starting late).
+    pub overload_lag_ms: u64,
     /// RFC 3261 timer T1 (RTT estimate), milliseconds.
     pub t1_ms: u64,
     /// RFC 3261 timer T2 (max retransmit interval for non-INVITE requests and INVITE responses).
@@ -371,6 +381,13 @@ impl Settings {
         check(
             sip.max_calls >= 1,
             "sip.max_calls must be >= 1 (is 0)".into(),
+        );
+        check(
+            sip.overload_lag_ms == 0 || (10..=1000).contains(&sip.overload_lag_ms),
+            format!(
+                "sip.overload_lag_ms must be 0 (off) or between 10 and 1000 (is {})",
+                sip.overload_lag_ms
+            ),
         );
         check(
             sip.max_tcp_connections >= 1 || !sip.transports.contains(&Transport::Tcp),
@@ -724,6 +741,7 @@ fn allowed_values(key: &str) -> Option<&'static str> {
         }
         "sip.max_message_bytes" => "a whole number of bytes from 1024 to 65535",
         "sip.max_calls" | "sip.max_tcp_connections" => "a whole number >= 1",
+        "sip.overload_lag_ms" => "0 (off) or a whole number of milliseconds from 10 to 1000",
         "sip.t1_ms" | "sip.t2_ms" | "sip.t4_ms" | "sip.answer_delay_ms" => {
             "a whole number of milliseconds"
         }
@@ -801,6 +819,7 @@ mod tests {
         assert_eq!(s.sip.transports, vec![Transport::Udp, Transport::Tcp]);
         assert_eq!(s.sip.t1_ms, 500);
         assert_eq!(s.sip.answer_delay_ms, 0);
+        assert_eq!(s.sip.overload_lag_ms, 50);
         assert_eq!(s.log.format, LogFormat::Human);
         Settings::defaults().validate().unwrap();
     }
@@ -1028,6 +1047,14 @@ mod tests {
                 "sip.max_calls must be >= 1",
             ),
             (
+                &[("ZENTRALE_SIP__OVERLOAD_LAG_MS", "5")],
+                "sip.overload_lag_ms must be 0 (off) or between 10 and 1000 (is 5)",
+            ),
+            (
+                &[("ZENTRALE_SIP__OVERLOAD_LAG_MS", "1001")],
+                "sip.overload_lag_ms must be 0 (off) or between 10 and 1000 (is 1001)",
+            ),
+            (
                 &[("ZENTRALE_SIP__MAX_TCP_CONNECTIONS", "0")],
                 "sip.max_tcp_connections must be >= 1",
             ),
@@ -1065,6 +1092,11 @@ mod tests {
             assert!(matches!(err, ConfigError::Invalid(_)), "{vars:?}: {err}");
             let msg = err.to_string();
             assert!(msg.starts_with(expected), "{vars:?}: {msg}");
+        }
+        // The overload guard may be off, and its bounds are allowed.
+        for lag in ["0", "10", "1000"] {
+            let s = load_env(&[("ZENTRALE_SIP__OVERLOAD_LAG_MS", lag)]).unwrap();
+            assert_eq!(s.sip.overload_lag_ms.to_string(), lag);
         }
         // Without TCP no TCP connections are needed.
         load_env(&[

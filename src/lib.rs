@@ -21,6 +21,8 @@
 //! - [`config`] — one [`config::Settings`] from embedded defaults, a TOML file and
 //!   `ZENTRALE_*` environment variables.
 //! - [`reload`] — hot reload of the routing rules (file watch, SIGHUP, API) with atomic swap.
+//! - [`overload`] — the overload guard: a probe measures how far the engine runs behind, a
+//!   detector with hysteresis decides when new calls get `503` so the running ones can finish.
 //! - [`shutdown`] — the graceful-shutdown signal every task watches.
 //! - [`server`] — wires the parts together for `zentrale serve`.
 //! - [`logging`] — tracing set-up (human or JSON lines).
@@ -33,6 +35,7 @@ pub mod events;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod overload;
 pub mod records;
 pub mod reload;
 pub mod rules;

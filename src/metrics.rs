@@ -558,7 +558,12 @@ pub struct EngineSnapshot {
     pub sip_requests: u64,
     pub sip_responses: u64,
     pub sip_dropped: u64,
+    /// New calls refused at `sip.max_calls`.
     pub rejected_overload: u64,
+    /// New calls refused by the overload guard.
+    pub shed_overloaded: u64,
+    /// The overload guard refuses new calls right now.
+    pub overloaded: bool,
     pub call_queue_full: u64,
     pub rtp_sent: u64,
     pub rtp_late: u64,
@@ -598,6 +603,8 @@ impl EngineSnapshot {
             sip_responses: stats.responses.load(Ordering::Relaxed),
             sip_dropped: stats.dropped.load(Ordering::Relaxed),
             rejected_overload: stats.rejected_overload.load(Ordering::Relaxed),
+            shed_overloaded: stats.shed_overloaded.load(Ordering::Relaxed),
+            overloaded: endpoint.overloaded(),
             call_queue_full: stats.call_queue_full.load(Ordering::Relaxed),
             rtp_sent: media.packets_sent.load(Ordering::Relaxed),
             rtp_late: media.packets_late.load(Ordering::Relaxed),
@@ -674,7 +681,7 @@ impl EngineSnapshot {
         if !self.dispatch.is_empty() {
             out.push(self.dispatch_family());
         }
-        let plain: [(&str, &str, u64); 16] = [
+        let plain: [(&str, &str, u64); 18] = [
             (
                 "zentrale_sip_requests_received_total",
                 "SIP requests received (parsed or refused as malformed).",
@@ -692,8 +699,18 @@ impl EngineSnapshot {
             ),
             (
                 "zentrale_calls_rejected_overload_total",
-                "New calls refused with 503 because the engine was at its call limit.",
+                "New calls refused with 503 because the engine was at its call limit (sip.max_calls).",
                 self.rejected_overload,
+            ),
+            (
+                "zentrale_calls_shed_total",
+                "New calls refused with 503 because the engine was overloaded (running more than sip.overload_lag_ms behind its work).",
+                self.shed_overloaded,
+            ),
+            (
+                "zentrale_overloaded",
+                "1 while the overload guard refuses new calls with 503, else 0.",
+                u64::from(self.overloaded),
             ),
             (
                 "zentrale_call_input_queue_full_total",
@@ -1075,6 +1092,8 @@ mod tests {
             sip_responses: 3,
             sip_dropped: 1,
             rejected_overload: 4,
+            shed_overloaded: 6,
+            overloaded: true,
             call_queue_full: 0,
             rtp_sent: 500,
             rtp_late: 7,
@@ -1122,6 +1141,8 @@ mod tests {
             ("zentrale_sip_responses_received_total", 3.0),
             ("zentrale_sip_messages_dropped_total", 1.0),
             ("zentrale_calls_rejected_overload_total", 4.0),
+            ("zentrale_calls_shed_total", 6.0),
+            ("zentrale_overloaded", 1.0),
             ("zentrale_rtp_packets_sent_total", 500.0),
             ("zentrale_rtp_packets_late_total", 7.0),
             ("zentrale_rtp_packets_lost_total", 3.0),
@@ -1193,6 +1214,8 @@ mod tests {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
         }
         assert!(text.contains("# TYPE zentrale_calls_active gauge"));
+        assert!(text.contains("# TYPE zentrale_overloaded gauge"));
+        assert!(text.contains("# TYPE zentrale_calls_shed_total counter"));
         assert!(text.contains("# TYPE zentrale_sip_requests_received_total counter"));
         assert!(text.contains("# TYPE zentrale_rules_info gauge"));
         // Families come sorted by name, each once.

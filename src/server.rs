@@ -180,6 +180,18 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             }
         });
     }
+    // The overload guard measures from now on; off (never overloaded) with overload_lag_ms = 0.
+    if sip.overload_lag_ms > 0 {
+        let detector = crate::overload::Detector::new(
+            Duration::from_millis(sip.overload_lag_ms),
+            endpoint.overload_flag().clone(),
+        );
+        tasks.push(tokio::spawn(crate::overload::probe(
+            detector,
+            endpoint.clone(),
+            shutdown.clone(),
+        )));
+    }
     // Subscribed before the transports run, so no call's first event is missed.
     let metrics = Arc::new(crate::metrics::Metrics::new());
     tasks.push(tokio::spawn(crate::metrics::run(

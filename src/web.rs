@@ -53,6 +53,8 @@ async fn health(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Valu
         "active_calls": endpoint.active_calls(),
         "calls_started": stats.calls_started.load(Ordering::Relaxed),
         "rejected_overload": stats.rejected_overload.load(Ordering::Relaxed),
+        "overloaded": endpoint.overloaded(),
+        "shed_overloaded": stats.shed_overloaded.load(Ordering::Relaxed),
         "sip_requests": stats.requests.load(Ordering::Relaxed),
         "sip_responses": stats.responses.load(Ordering::Relaxed),
         "sip_dropped": stats.dropped.load(Ordering::Relaxed),

@@ -5,7 +5,9 @@
 //!
 //! Commands arrive on an unbounded channel: every sender is bounded on its own (a call sends
 //! a handful of commands in its life and `sip.max_calls` bounds the calls; the API is one
-//! request, one command), and a call task must never wait for the ACD.
+//! request, one command), and a call task must never wait for the ACD. Each command carries the
+//! time it was sent: how long commands wait before the ACD takes them is one of the overload
+//! guard's signals ([`AcdHandle::take_max_wait`], [`crate::overload`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -246,13 +248,19 @@ impl Latency {
     }
 }
 
+/// The ACD's end of the command channel: each command with the time it was sent.
+pub struct AcdInbox(mpsc::UnboundedReceiver<(Instant, AcdCommand)>);
+
 /// The handle everyone holds: send commands, read the snapshot.
 #[derive(Clone)]
 pub struct AcdHandle {
-    tx: mpsc::UnboundedSender<AcdCommand>,
+    tx: mpsc::UnboundedSender<(Instant, AcdCommand)>,
     snapshot: Arc<ArcSwap<AcdSnapshot>>,
     next_call: Arc<AtomicU64>,
     pub latency: Arc<Latency>,
+    /// The longest a command waited in the channel since the last [`AcdHandle::take_max_wait`],
+    /// in microseconds.
+    max_wait_us: Arc<AtomicU64>,
 }
 
 impl AcdHandle {
@@ -262,9 +270,15 @@ impl AcdHandle {
     }
 
     pub fn send(&self, command: AcdCommand) {
-        if self.tx.send(command).is_err() {
+        if self.tx.send((Instant::now(), command)).is_err() {
             debug!("ACD stopped; command dropped");
         }
+    }
+
+    /// The longest any command waited in the channel before the ACD took it, since the last
+    /// call (zero if none waited or none came).
+    pub fn take_max_wait(&self) -> Duration {
+        Duration::from_micros(self.max_wait_us.swap(0, Ordering::Relaxed))
     }
 
     pub fn snapshot(&self) -> Arc<AcdSnapshot> {
@@ -311,6 +325,8 @@ pub struct AcdService {
     /// The views of the last snapshot, in agent id order, with each agent's index.
     views: Vec<Arc<AgentView>>,
     view_index: HashMap<String, usize>,
+    /// Shared with the handles: the longest wait of a command (see [`AcdHandle::take_max_wait`]).
+    max_wait_us: Arc<AtomicU64>,
 }
 
 impl AcdService {
@@ -321,16 +337,18 @@ impl AcdService {
         settings: AcdSettings,
         rules_version: String,
         now: Instant,
-    ) -> (AcdService, AcdHandle, mpsc::UnboundedReceiver<AcdCommand>) {
+    ) -> (AcdService, AcdHandle, AcdInbox) {
         let acd = Acd::new(queues, agents, settings, now);
         let since = acd.agents.keys().map(|a| (a.clone(), now)).collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let snapshot = Arc::new(ArcSwap::from_pointee(AcdSnapshot::default()));
+        let max_wait_us = Arc::new(AtomicU64::new(0));
         let handle = AcdHandle {
             tx,
             snapshot: snapshot.clone(),
             next_call: Arc::new(AtomicU64::new(1)),
             latency: Arc::new(Latency::default()),
+            max_wait_us: max_wait_us.clone(),
         };
         let mut service = AcdService {
             acd,
@@ -346,9 +364,10 @@ impl AcdService {
             changed: None,
             views: Vec::new(),
             view_index: HashMap::new(),
+            max_wait_us,
         };
         service.publish(now);
-        (service, handle, rx)
+        (service, handle, AcdInbox(rx))
     }
 
     /// Whether an agent's phone can be reached now (registered agents: a valid binding).
@@ -365,7 +384,8 @@ impl AcdService {
     }
 
     /// Runs until every handle is dropped.
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AcdCommand>) {
+    pub async fn run(mut self, inbox: AcdInbox) {
+        let mut rx = inbox.0;
         loop {
             let deadline = self.acd.next_deadline();
             let sleep = async {
@@ -376,12 +396,15 @@ impl AcdService {
             };
             tokio::select! {
                 command = rx.recv() => match command {
-                    Some(command) => {
+                    Some((sent, command)) => {
                         let now = Instant::now();
+                        self.waited(sent, now);
                         self.handle(command, now);
                         // Take whatever else is waiting before publishing once.
-                        while let Ok(command) = rx.try_recv() {
-                            self.handle(command, Instant::now());
+                        while let Ok((sent, command)) = rx.try_recv() {
+                            let now = Instant::now();
+                            self.waited(sent, now);
+                            self.handle(command, now);
                         }
                         self.publish(now);
                     }
@@ -400,6 +423,13 @@ impl AcdService {
                 }
             }
         }
+    }
+
+    /// Notes how long a command sent at `sent` waited until `now`.
+    fn waited(&self, sent: Instant, now: Instant) {
+        let waited = now.saturating_duration_since(sent).as_micros();
+        self.max_wait_us
+            .fetch_max(u64::try_from(waited).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Applies one command (public for tests that drive the service without a runtime).
@@ -742,5 +772,63 @@ fn pause_reason(state: &AgentState) -> Option<String> {
             reason: PauseReason::NoAnswer,
         } => Some("no answer".into()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_command_wait_is_taken_once() {
+        let start = Instant::now();
+        let (service, handle, _inbox) = AcdService::new(
+            std::iter::empty::<&Queue>(),
+            std::iter::empty::<&Agent>(),
+            AcdSettings::default(),
+            String::new(),
+            start,
+        );
+        assert_eq!(handle.take_max_wait(), Duration::ZERO);
+        for ms in [3, 7, 2] {
+            service.waited(start, start + Duration::from_millis(ms));
+        }
+        assert_eq!(handle.take_max_wait(), Duration::from_millis(7));
+        assert_eq!(handle.take_max_wait(), Duration::ZERO, "taken");
+        // A clock that went backwards counts as no wait.
+        service.waited(start + Duration::from_millis(5), start);
+        assert_eq!(handle.take_max_wait(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn commands_that_waited_for_the_acd_task_show_their_wait() {
+        let (service, handle, inbox) = AcdService::new(
+            std::iter::empty::<&Queue>(),
+            std::iter::empty::<&Agent>(),
+            AcdSettings::default(),
+            String::new(),
+            Instant::now(),
+        );
+        // Sent while the ACD task does not run yet: it waits at least until the task starts.
+        let (reply, answer) = oneshot::channel();
+        let sent = Instant::now();
+        handle.send(AcdCommand::Agent {
+            agent: "nobody".into(),
+            op: AgentOp::Login,
+            reply: Some(reply),
+        });
+        while sent.elapsed() < Duration::from_millis(2) {
+            std::hint::spin_loop();
+        }
+        let task = tokio::spawn(service.run(inbox));
+        let result = answer.await.expect("the ACD answers");
+        assert!(result.is_err(), "an unknown agent: {result:?}");
+        let waited = handle.take_max_wait();
+        assert!(
+            waited >= Duration::from_millis(2) && waited <= sent.elapsed(),
+            "{waited:?}"
+        );
+        drop(handle);
+        task.await.expect("the ACD stops when its handles are gone");
     }
 }

@@ -29,6 +29,7 @@ use crate::call::{self, CallInput, CallStart};
 use crate::events::EventBus;
 use crate::media::rtp_ports::RtpPortPool;
 use crate::media::session::MediaStats;
+use crate::overload::OverloadFlag;
 use crate::reload::HotReload;
 use crate::rules::active::ActiveRules;
 use crate::shutdown::Shutdown;
@@ -65,13 +66,16 @@ pub struct EndpointConfig {
     pub symmetric_response: bool,
 }
 
-/// Counters for logs, health and (later) metrics.
+/// Counters for logs, health and metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub requests: AtomicU64,
     pub responses: AtomicU64,
     pub dropped: AtomicU64,
+    /// New calls refused with 503 at `sip.max_calls` (the name predates the overload guard).
     pub rejected_overload: AtomicU64,
+    /// New calls refused with 503 by the overload guard ([`crate::overload`]).
+    pub shed_overloaded: AtomicU64,
     pub calls_started: AtomicU64,
     pub call_queue_full: AtomicU64,
 }
@@ -138,6 +142,8 @@ pub struct Endpoint {
     events: EventBus,
     acd: AcdHandle,
     registrar: Arc<Registrar>,
+    /// Set while the overload guard refuses new calls (never, when it is off).
+    overload: Arc<OverloadFlag>,
     pub stats: Stats,
 }
 
@@ -166,8 +172,19 @@ impl Endpoint {
             media_stats: Arc::new(MediaStats::default()),
             events: EventBus::default(),
             registrar,
+            overload: Arc::new(OverloadFlag::default()),
             stats: Stats::default(),
         })
+    }
+
+    /// The overload guard's verdict, which the [`crate::overload::Detector`] writes.
+    pub fn overload_flag(&self) -> &Arc<OverloadFlag> {
+        &self.overload
+    }
+
+    /// True while new calls are refused because the engine is overloaded.
+    pub fn overloaded(&self) -> bool {
+        self.overload.is_overloaded()
     }
 
     pub fn acd(&self) -> &AcdHandle {
@@ -458,6 +475,15 @@ impl Endpoint {
             );
             return;
         }
+        // Overloaded: the calls already in need the CPU to finish; this caller tries again later
+        // (or elsewhere). A retransmission of this INVITE gets the same answer (and counts
+        // again) while the overload lasts, as at the call limit.
+        if self.overload.is_overloaded() {
+            drop(map);
+            self.stats.shed_overloaded.fetch_add(1, Ordering::Relaxed);
+            self.respond_unavailable(&request, "Service Unavailable (overloaded)", &flow);
+            return;
+        }
         // Take the slot first and give it back when over the limit: INVITEs for different
         // shards run in parallel, and a check-then-increment would let two of them both take
         // the last slot.
@@ -589,7 +615,7 @@ impl Endpoint {
         response
     }
 
-    /// `Retry-After` for every 503 we send (overload, shutdown, no media port).
+    /// `Retry-After` for every 503 we send (call limit, overload, shutdown, no media port).
     pub fn retry_after(&self) -> (HeaderName, String) {
         (
             HeaderName::Other("Retry-After".into()),
@@ -620,3 +646,6 @@ impl Endpoint {
         self.send(flow, write_response(&response));
     }
 }
+
+#[cfg(test)]
+mod tests;

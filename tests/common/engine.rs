@@ -5,6 +5,8 @@
 //! (e.g. a release build); by default it is `CARGO_BIN_EXE_zentrale`. `TEST_ZENTRALE_LOG_LEVEL`
 //! sets the engine's log level (default `info`), e.g. `debug` when hunting a failure. (These
 //! knobs don't start with `ZENTRALE_`: the engine refuses unknown `ZENTRALE_*` variables.)
+//!
+//! The overload guard (`sip.overload_lag_ms`) is off unless a test sets it.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -23,6 +25,11 @@ const READY_POLL: Duration = Duration::from_millis(50);
 pub const SIGINT: i32 = 2;
 pub const SIGKILL: i32 = 9;
 pub const SIGTERM: i32 = 15;
+/// Stop and continue a process (Linux numbers; they differ on other Unixes).
+#[cfg(target_os = "linux")]
+pub const SIGSTOP: i32 = 19;
+#[cfg(target_os = "linux")]
+pub const SIGCONT: i32 = 18;
 
 unsafe extern "C" {
     /// POSIX kill(2), from the C library std already links.
@@ -86,6 +93,10 @@ impl Engine {
                 std::env::var("TEST_ZENTRALE_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
             ),
             ("ZENTRALE_SHUTDOWN__DRAIN_SECS", "2".to_string()),
+            // The overload guard off: tests run many debug-build engines in parallel on shared
+            // cores, and their exact call outcomes must not depend on how busy the machine is.
+            // `tests/overload.rs` turns it on.
+            ("ZENTRALE_SIP__OVERLOAD_LAG_MS", "0".to_string()),
             ("RUST_BACKTRACE", "1".to_string()),
         ];
         for (name, value) in &defaults {
@@ -158,15 +169,7 @@ impl Engine {
     }
 
     pub fn signal(&self, sig: i32) {
-        let pid = i32::try_from(self.pid()).expect("pid fits i32");
-        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-        let rc = unsafe { kill(pid, sig) };
-        assert_eq!(
-            rc,
-            0,
-            "kill({pid}, {sig}) failed: {}",
-            std::io::Error::last_os_error()
-        );
+        signal_pid(self.pid(), sig);
     }
 
     pub fn sigterm(&self) {
@@ -231,6 +234,20 @@ impl Engine {
             panic!("engine panicked ({}):\n{excerpt}", self.log_path.display());
         }
     }
+}
+
+/// Sends `sig` to `pid`, which must be a child this test spawned and has not reaped yet (an
+/// [`Engine`] that is not dropped), so the pid cannot belong to another process.
+pub fn signal_pid(pid: u32, sig: i32) {
+    let pid = i32::try_from(pid).expect("pid fits i32");
+    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+    let rc = unsafe { kill(pid, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}) failed: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 impl Drop for Engine {
