@@ -4,7 +4,8 @@
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::OnceLock;
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -12,7 +13,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// How often the writer thread writes out what was logged.
+/// The writer thread wakes when a line lands in an empty buffer, and at least this often.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// Most bytes waiting for the writer thread; beyond that, lines are dropped and counted
 /// ([`lines_dropped`], `zentrale_log_lines_dropped_total`) rather than stalling calls.
@@ -29,6 +30,8 @@ pub fn lines_dropped() -> u64 {
 struct Pending {
     buffer: Mutex<Vec<u8>>,
     stop: AtomicBool,
+    /// The writer thread, woken by the first line after it emptied the buffer.
+    writer: OnceLock<Thread>,
 }
 
 impl Pending {
@@ -47,7 +50,7 @@ impl Pending {
 }
 
 /// The `MakeWriter` behind the subscriber: a line goes into the shared buffer (a lock and a
-/// copy, no syscall); the writer thread writes the buffer out every [`FLUSH_EVERY`].
+/// copy, no syscall); the writer thread writes the buffer out.
 #[derive(Clone)]
 struct BatchWriter(Arc<Pending>);
 
@@ -55,12 +58,19 @@ struct Line<'a>(&'a Pending);
 
 impl Write for Line<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut wake = false;
         if let Ok(mut buffer) = self.0.buffer.lock() {
             if buffer.len() + bytes.len() > MAX_PENDING {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             } else {
+                wake = buffer.is_empty();
                 buffer.extend_from_slice(bytes);
             }
+        }
+        // Under load the buffer is seldom empty, so lines rarely wake the writer; when quiet,
+        // a line is written at once.
+        if wake && let Some(writer) = self.0.writer.get() {
+            writer.unpark();
         }
         Ok(bytes.len())
     }
@@ -100,15 +110,17 @@ impl Drop for LogGuard {
 /// `RUST_LOG` replaces it. Fails if a filter does not parse or a subscriber is already set.
 ///
 /// A line is formatted on the thread that logs and appended to a shared buffer; one writer
-/// thread writes the buffer to stderr every 20 ms, with one `write`. A call task never waits
-/// for stderr: a `write` per line under stderr's lock cost a syscall, and often a futex wait,
-/// for each of a call's log lines. Keep the returned guard until the program ends.
+/// thread writes out whatever has gathered with one `write` (woken by the first line in an
+/// empty buffer). A call task never waits for stderr: a `write` per line under stderr's lock
+/// cost a syscall, and often a futex wait, for each of a call's log lines. Keep the returned
+/// guard until the program ends.
 pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = filter(&settings.level, rust_log.as_deref())?;
     let pending = Arc::new(Pending {
         buffer: Mutex::new(Vec::with_capacity(64 * 1024)),
         stop: AtomicBool::new(false),
+        writer: OnceLock::new(),
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -135,6 +147,7 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
             }
         })
         .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
+    let _ = pending.writer.set(thread.thread().clone());
     Ok(LogGuard {
         pending,
         thread: Some(thread),

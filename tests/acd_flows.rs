@@ -352,6 +352,32 @@ fn agent_hangup_ends_the_callers_call_and_the_agent_wraps_up() {
     engine.assert_no_panic();
 }
 
+/// A phone that answers and hangs up at once: its BYE may reach the engine before the ACD has
+/// confirmed the answer. Either way the caller's call ends with a BYE at once (before the fix,
+/// the caller stayed connected to nobody until the RTP timeout, its agent counted as busy).
+#[test]
+fn agent_hanging_up_right_after_answering_still_ends_the_callers_call() {
+    let h = hotline(
+        &[("a1", "buergerservice = 5")],
+        &[("queues.toml", "wrap_up_secs = 30", "wrap_up_secs = 1")],
+    );
+    let (engine, phone) = (&h.engine, &h.phones[0]);
+    login(engine, "a1");
+    for _ in 0..3 {
+        let mut caller = Caller::dial(engine);
+        caller.choose(engine, '1', "buergerservice");
+        let invite = phone.expect_invite(5 * SECOND);
+        phone.answer(&invite, 40_002);
+        phone.hang_up(&invite);
+        caller.expect_bye(3 * SECOND);
+        wait_call_event(engine, &caller.call_id(), "connected", 2 * SECOND, |e| {
+            e.field("agent").as_deref() == Some("a1")
+        });
+        wait_agent_state(engine, "a1", "available", 4 * SECOND);
+    }
+    engine.assert_no_panic();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2d. The agent rejects (486): the caller keeps its place at the head of the queue.
 

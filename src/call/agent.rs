@@ -67,6 +67,9 @@ pub(super) struct AgentLeg {
     bye: Option<NonInviteClient>,
     /// The ACD already knows this leg is over (failure reported or ring withdrawn).
     reported: bool,
+    /// The agent hung up after answering, before the ACD confirmed the answer: when the
+    /// confirmation comes, the caller's call ends as if the agent had hung up after the bridge.
+    hung_up_early: bool,
 }
 
 /// Where to send an agent's INVITE: its URI and the transport flow.
@@ -230,6 +233,7 @@ impl AgentLeg {
             cancel: None,
             bye: None,
             reported: false,
+            hung_up_early: false,
         };
         (agent_leg, invite)
     }
@@ -638,6 +642,23 @@ impl CallerLeg {
             .iter()
             .position(|l| l.agent == agent && l.state == AgentLegState::Answered)
         else {
+            // The agent answered and hung up before the ACD's confirmation came back: the ACD
+            // has them connected, so the call ends as an answered call the agent hung up (the
+            // caller must not wait on, silently, for an agent the ACD counts as busy with it).
+            if self
+                .agent_legs
+                .iter()
+                .any(|l| l.agent == agent && l.hung_up_early)
+            {
+                info!(event = "connected", %agent, "caller connected to an agent who already hung up");
+                self.connected_agent = Some(agent.to_string());
+                self.waiting = None;
+                self.emit(crate::events::CallEventKind::Connected {
+                    agent: agent.to_string(),
+                });
+                self.end_reason = "agent hung up".into();
+                self.hang_up(now, "agent hung up");
+            }
             return;
         };
         self.agent_legs[index].state = AgentLegState::Connected;
@@ -703,6 +724,7 @@ impl CallerLeg {
                 return;
             };
             let was_connected = leg.state == AgentLegState::Connected;
+            leg.hung_up_early = leg.state == AgentLegState::Answered;
             let agent = leg.agent.clone();
             leg.state = AgentLegState::Done;
             leg.bye = None;

@@ -200,7 +200,12 @@ impl Engine {
     }
 
     /// Everything the engine wrote to stdout and stderr so far.
+    ///
+    /// The engine writes its log from a buffer on its own thread, a moment after a line was
+    /// logged: the short pause first lets a line logged before what the test just observed
+    /// (an HTTP answer, a SIP message) reach the file.
     pub fn log(&self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::read(&self.log_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()

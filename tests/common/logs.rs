@@ -82,6 +82,7 @@ pub fn parse(log: &str) -> Vec<LogEvent> {
 }
 
 /// The engine's log lines so far.
+/// (after the pause in [`Engine::log`]).
 pub fn events(engine: &Engine) -> Vec<LogEvent> {
     parse(&engine.log())
 }
