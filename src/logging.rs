@@ -2,9 +2,9 @@
 //! `RUST_LOG` when set), and [`caller_display`] for privacy-aware logging of caller numbers.
 
 use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::sync::OnceLock;
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 

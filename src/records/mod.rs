@@ -6,8 +6,10 @@
 //!   [`EventBus::records_lost`] (`zentrale_records_lost_total`) and logged.
 //! - One writer task ([`run_writer`]) turns events into rows ([`builder`]) and writes them in
 //!   batches, one transaction per batch: at the latest [`FLUSH_EVERY`] after the first pending
-//!   row, at once when `records.batch_max` rows are pending, and everything on shutdown. A call
-//!   that ended more than a second ago is therefore committed, and a `kill -9` does not lose it.
+//!   row, within [`DRAIN_EVERY`] once `records.batch_max` rows are pending, and everything on
+//!   shutdown; while a batch is open the writer takes new events every [`DRAIN_EVERY`] rather
+//!   than waking for each. A call that ended more than a second ago is therefore committed,
+//!   and a `kill -9` does not lose it.
 //! - A cleanup job deletes rows older than `records.retention_days`, at start and hourly.
 //! - Caller numbers are stored as `records.caller_numbers` says (hashed by default).
 //! - [`report`] computes the KPIs of `zentrale report` from the same tables.
@@ -34,6 +36,9 @@ use store::Store;
 
 /// Pending rows are written at the latest this long after the first of them arrived.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// While a batch is open, the writer takes the events that came in this often (and writes
+/// at once when `records.batch_max` rows are pending), rather than waking for each event.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
 /// After a failed write, the next try waits this long.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Rows kept for retrying while the database fails; beyond that the oldest are dropped (and
@@ -116,26 +121,46 @@ pub async fn run_writer(
         lost: &lost,
     };
     loop {
-        let sleep = async {
-            match due {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        if pending.is_empty() && due.is_none() {
+            // Idle: wait for the next event.
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => pending.extend(builder.apply(&event)),
+                    None => break,
+                },
+                _ = shutdown.stopped() => break,
             }
-        };
+            if !pending.is_empty() {
+                due = Some(tokio::time::Instant::now() + FLUSH_EVERY);
+            }
+            continue;
+        }
+        // A batch is open: gather what came in every DRAIN_EVERY instead of waking for every
+        // event (a call sends about eight).
+        let wake = tokio::time::Instant::now() + DRAIN_EVERY;
         tokio::select! {
-            event = rx.recv() => match event {
-                Some(event) => {
-                    pending.extend(builder.apply(&event));
-                    if pending.len() >= batch_max {
-                        due = writer.flush(&mut pending).await;
-                    } else if due.is_none() && !pending.is_empty() {
-                        due = Some(tokio::time::Instant::now() + FLUSH_EVERY);
-                    }
-                }
-                None => break,
-            },
-            _ = sleep => due = writer.flush(&mut pending).await,
+            _ = tokio::time::sleep_until(due.map_or(wake, |d| d.min(wake))) => {}
             _ = shutdown.stopped() => break,
+        }
+        let mut closed = false;
+        loop {
+            match rx.try_recv() {
+                Ok(event) => pending.extend(builder.apply(&event)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if pending.len() >= batch_max || due.is_some_and(|d| d <= tokio::time::Instant::now()) {
+            due = writer.flush(&mut pending).await;
+        }
+        if due.is_none() && !pending.is_empty() {
+            due = Some(tokio::time::Instant::now() + FLUSH_EVERY);
+        }
+        if closed {
+            break;
         }
     }
     // Shutdown: the calls have ended (or were hung up); take what is still coming in.
