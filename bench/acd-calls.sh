@@ -234,7 +234,7 @@ fi
 lat_line="" lat_verdict="not measured" caller_line=""
 eng_rate=- eng_us=- eng_stop=- eng_ok=- eng_uas=- eng_uas_fail=- sweep_line=""
 if phase latency || phase engine; then
-    env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
+    env -i PATH="$PATH" HOME="${HOME:-/tmp}" ${ENGINE_ENV:-} \
         ZENTRALE_SIP__LISTEN="127.0.0.1:$SIP_PORT" \
         ZENTRALE_HTTP__LISTEN="127.0.0.1:$HTTP_PORT" \
         ZENTRALE_DATA__DIR="$WORK/data" \
