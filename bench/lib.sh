@@ -62,8 +62,11 @@ trap 'exit 143' TERM HUP
 port_in_use() {
     local hex
     hex=$(printf ':%04X' "$1")
+    # awk reads everything and decides (a `grep -q` ending the pipe early would make `cat`
+    # die of SIGPIPE, which pipefail reports as "not found" once the tables are long, e.g.
+    # with an engine holding its RTP sockets).
     cat /proc/net/udp /proc/net/tcp /proc/net/udp6 /proc/net/tcp6 2>/dev/null \
-        | awk '{print $2}' | grep -q -- "$hex\$"
+        | awk -v hex="$hex" 'substr($2, length($2) - 4) == hex { found = 1 } END { exit !found }'
 }
 USED_PORTS=" "
 # A free port (even, with the next LEN-1 ports free too; LEN defaults to 1) in 20000-29999,
