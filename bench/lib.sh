@@ -195,11 +195,14 @@ child_pids() {
 # message with its time in $WORK/NAME-msg.log (SIPp -trace_msg; for short runs only).
 # For a second UAS next to the first: UAS_PID is overwritten, so save it and put the new one in
 # EXTRA_PIDS (see bench/acd-calls.sh).
+# `-aa` answers out-of-call OPTIONS with 200: the engine's keep-alives to its agents' static
+# URIs (every 30 s; two unanswered make the agent unreachable) would otherwise take the whole
+# bench's agents out of service a minute into a sweep.
 uas_start() {
     local port=$1 secs=$2 name=${3:-uas} _
     local scenario=${UAS_SCENARIO:-$ROOT/bench/sipp/uas_answer.xml} trace=()
     [[ ${UAS_TRACE:-0} == 1 ]] && trace=(-trace_msg -message_file "$WORK/$name-msg.log")
-    (cd "$WORK" && exec sipp -sf "$scenario" -i 127.0.0.1 -p "$port" -t u1 "${trace[@]}" \
+    (cd "$WORK" && exec sipp -sf "$scenario" -i 127.0.0.1 -p "$port" -t u1 -aa "${trace[@]}" \
         -d "${UAS_PAUSE_MS:-0}" -timeout "${secs}s" -nostdin -buff_size 4194304 \
         -trace_stat -stf "$WORK/$name-stat.csv" -fd 1 \
         -trace_err -error_file "$WORK/$name-errors.log" >"$WORK/$name.out" 2>&1) &
