@@ -30,7 +30,7 @@ use crate::shutdown::Shutdown;
 use crate::sip::endpoint::Endpoint;
 
 /// How often the probe measures. Ten times the runtime's timer resolution (1 ms), so ordinary
-/// timer jitter is small against a tick, and five times finer than the default threshold.
+/// timer jitter is small against a tick, and 2.5 times finer than the default threshold.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long the smoothed lag must stay under half the threshold before new calls are taken
