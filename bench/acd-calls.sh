@@ -341,6 +341,25 @@ if phase engine; then
     sweep_line="sweep dispatch latency: caller joined -> INVITE p50 $p50_s ms, p99 $p99_s ms ($n_s rings); agent free -> INVITE p50 $p50_sf ms, p99 $p99_sf ms ($n_sf rings); most callers waiting at once $peak_w"
 fi
 
+# Overload: twice the ceiling for one run. The guard should shed the excess with 503 and keep
+# the goodput (calls that reached an agent, per second) near the ceiling instead of collapsing.
+ovl_line=""
+if phase engine && [[ $eng_rate != - && $eng_rate -gt 0 ]]; then
+    ovl_rate=$((2 * eng_rate))
+    printf '\n== overload: %s calls/s offered (twice the ceiling) for %s s\n' "$ovl_rate" "$DURATION"
+    scrape "$WORK/metrics-overload-before.txt"
+    RATES="$ovl_rate" REPEAT=1 THRESHOLD=0 find_max_rate "127.0.0.1:$SIP_PORT" overload "$DIAL" "$ENGINE_PID" >/dev/null
+    scrape "$WORK/metrics-overload-after.txt"
+    shed_of() { awk '$1 == "zentrale_calls_shed_total" { print $2 }' "$1"; }
+    ovl_ok=$(stat_col "$WORK/stat-overload-$ovl_rate-1.csv" 'SuccessfulCall(C)')
+    ovl_failed=$(stat_col "$WORK/stat-overload-$ovl_rate-1.csv" 'FailedCall(C)')
+    ovl_shed=$(awk -v a="$(shed_of "$WORK/metrics-overload-before.txt")" -v b="$(shed_of "$WORK/metrics-overload-after.txt")" 'BEGIN { printf "%d", b - a }')
+    ovl_line=$(awk -v ok="$ovl_ok" -v f="$ovl_failed" -v d="$DURATION" -v c="$eng_rate" -v r="$ovl_rate" -v shed="$ovl_shed" 'BEGIN {
+        g = ok / d
+        printf "overload (%d calls/s offered, twice the ceiling): goodput %.0f calls/s = %.0f %% of the ceiling (%d); %d calls failed, %d of them shed with 503", r, g, 100 * g / c, c, f, shed }')
+    echo "$ovl_line"
+fi
+
 # ---------------------------------------------------------------------------------------------
 ratio=- ratio_verdict="not measured"
 if [[ $eng_rate != - && $kam_rate != - ]]; then
@@ -366,5 +385,6 @@ printf 'ours / Kamailio:         %6s   goal >= 1.0: %s\n' "$ratio" "$ratio_verdi
 [[ -n $lat_line ]] && echo "$lat_line"
 printf 'dispatch latency goal (agent free -> INVITE p99 < 5 ms): %s\n' "$lat_verdict"
 [[ -n $sweep_line ]] && echo "$sweep_line"
+[[ -n $ovl_line ]] && echo "$ovl_line"
 [[ $eng_rate != - && $eng_stop != all-passed ]] && echo "engine sweep stopped: $eng_why"
 true
