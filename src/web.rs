@@ -51,6 +51,7 @@ async fn health(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Valu
         "status": if phase == Phase::Running { "ok" } else { "draining" },
         "version": env!("CARGO_PKG_VERSION"),
         "active_calls": endpoint.active_calls(),
+        "sip_dialogs": endpoint.dialogs(),
         "calls_started": stats.calls_started.load(Ordering::Relaxed),
         "rejected_overload": stats.rejected_overload.load(Ordering::Relaxed),
         "overloaded": endpoint.overloaded(),

@@ -37,6 +37,15 @@ struct Hotline {
 
 /// `agents`: (id, skills) — each gets a static URI at its own phone.
 fn hotline(agents: &[(&str, &str)], edits: &[(&str, &str, &str)]) -> Hotline {
+    hotline_with(agents, edits, &[])
+}
+
+/// [`hotline`] with more engine settings (`ZENTRALE_…` variables).
+fn hotline_with(
+    agents: &[(&str, &str)],
+    edits: &[(&str, &str, &str)],
+    env: &[(&str, &str)],
+) -> Hotline {
     let mut phones: Vec<Phone> = agents.iter().map(|_| Phone::new()).collect();
     let agents_toml: String = agents
         .iter()
@@ -45,7 +54,9 @@ fn hotline(agents: &[(&str, &str)], edits: &[(&str, &str, &str)]) -> Hotline {
         .collect();
     let rules = acd::rules_dir(&agents_toml, edits);
     let dir = rules.path().display().to_string();
-    let engine = Engine::start(&[JSON_LOG, ("ZENTRALE_RULES__DIR", &dir)]);
+    let mut settings = vec![JSON_LOG, ("ZENTRALE_RULES__DIR", dir.as_str())];
+    settings.extend_from_slice(env);
+    let engine = Engine::start(&settings);
     for phone in &mut phones {
         phone.connect(&engine);
     }
@@ -357,9 +368,11 @@ fn agent_hangup_ends_the_callers_call_and_the_agent_wraps_up() {
 /// the caller stayed connected to nobody until the RTP timeout, its agent counted as busy).
 #[test]
 fn agent_hanging_up_right_after_answering_still_ends_the_callers_call() {
-    let h = hotline(
+    // No keep-alives: an unanswered OPTIONS probe would sit in the dialog table checked below.
+    let h = hotline_with(
         &[("a1", "buergerservice = 5")],
         &[("queues.toml", "wrap_up_secs = 30", "wrap_up_secs = 1")],
+        &[("ZENTRALE_ACD__KEEPALIVE_SECS", "0")],
     );
     let (engine, phone) = (&h.engine, &h.phones[0]);
     login(engine, "a1");
@@ -374,6 +387,17 @@ fn agent_hanging_up_right_after_answering_still_ends_the_callers_call() {
             e.field("agent").as_deref() == Some("a1")
         });
         wait_agent_state(engine, "a1", "available", 4 * SECOND);
+    }
+    // Nothing of the calls is left in the engine's dialog table (agent legs included: they
+    // used to stay there for good, each keeping its call's input channel alive).
+    let deadline = Instant::now() + 5 * SECOND;
+    loop {
+        let health = common::http::get_json(engine.http_addr(), "/healthz");
+        if health["sip_dialogs"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dialogs left behind: {health}");
+        std::thread::sleep(Duration::from_millis(50));
     }
     engine.assert_no_panic();
 }

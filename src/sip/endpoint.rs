@@ -106,6 +106,14 @@ impl CallTable {
         &self.shards[(self.hasher.hash_one(call_id) as usize) % SHARDS]
     }
 
+    /// Entries: calls, agent legs and keep-alive probes the endpoint routes messages to.
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |m| m.len()))
+            .sum()
+    }
+
     fn get(&self, call_id: &Bytes) -> Option<mpsc::Sender<CallInput>> {
         self.shard(call_id).lock().ok()?.get(call_id).cloned()
     }
@@ -193,6 +201,12 @@ impl Endpoint {
 
     /// Routes messages with an agent leg's Call-ID to the task of the call that placed it.
     /// Agent legs do not count as calls.
+    /// Dialogs the endpoint routes messages to (calls, agent legs, keep-alive probes): with no
+    /// call up and no probe out, 0 (`/healthz` `sip_dialogs`; tests check nothing is left).
+    pub fn dialogs(&self) -> usize {
+        self.calls.len()
+    }
+
     pub fn register_leg(&self, call_id: Bytes, tx: mpsc::Sender<CallInput>) {
         if let Ok(mut map) = self.calls.shard(&call_id).lock() {
             map.insert(call_id, tx);
