@@ -637,38 +637,34 @@ impl CallerLeg {
 
     /// The ACD confirmed the answer: bridge caller and agent.
     pub(super) fn connect_agent(&mut self, agent: &str, now: Instant) {
-        let Some(index) = self
-            .agent_legs
-            .iter()
-            .position(|l| l.agent == agent && l.state == AgentLegState::Answered)
-        else {
-            // The agent answered and hung up before the ACD's confirmation came back: the ACD
-            // has them connected, so the call ends as an answered call the agent hung up (the
-            // caller must not wait on, silently, for an agent the ACD counts as busy with it).
-            if self
-                .agent_legs
-                .iter()
-                .any(|l| l.agent == agent && l.hung_up_early)
-            {
-                info!(event = "connected", %agent, "caller connected to an agent who already hung up");
-                self.connected_agent = Some(agent.to_string());
-                self.waiting = None;
-                self.emit(crate::events::CallEventKind::Connected {
-                    agent: agent.to_string(),
-                });
-                self.end_reason = "agent hung up".into();
-                self.hang_up(now, "agent hung up");
-            }
+        // An agent who answered and hung up before this confirmation came is connected too:
+        // the ACD counts the call as theirs, so it ends as an answered call the agent hung up
+        // (the caller must not wait on, silently, for an agent the ACD counts as busy).
+        let Some(index) = self.agent_legs.iter().position(|l| {
+            l.agent == agent && (l.state == AgentLegState::Answered || l.hung_up_early)
+        }) else {
             return;
         };
-        self.agent_legs[index].state = AgentLegState::Connected;
+        let hung_up = self.agent_legs[index].hung_up_early;
+        if !hung_up {
+            self.agent_legs[index].state = AgentLegState::Connected;
+        }
         self.connected_agent = Some(agent.to_string());
         self.waiting = None;
         self.after_playback = super::AfterPlayback::Nothing;
-        info!(event = "connected", %agent, "caller connected to agent");
+        if hung_up {
+            info!(event = "connected", %agent, "caller connected to an agent who already hung up");
+        } else {
+            info!(event = "connected", %agent, "caller connected to agent");
+        }
         self.emit(crate::events::CallEventKind::Connected {
             agent: agent.to_string(),
         });
+        if hung_up {
+            self.end_reason = "agent hung up".into();
+            self.hang_up(now, "agent hung up");
+            return;
+        }
         let leg = &mut self.agent_legs[index];
         if let (Some(port), Some(answer)) = (leg.rtp.take(), leg.answer.clone()) {
             self.bridge_media(port, &answer, now);
@@ -803,12 +799,22 @@ impl CallerLeg {
         for agent in unanswered {
             self.ring_ended(&agent, "no_answer");
         }
-        // Legs that are over leave the endpoint's table (their stray retransmissions are
-        // absorbed as for any unknown Call-ID).
-        for leg in self.agent_legs.iter().filter(|l| !l.busy()) {
-            endpoint.remove_leg(&leg.call_id);
-        }
-        self.agent_legs.retain(|l| l.busy());
+        self.release_agent_legs(false);
+    }
+
+    /// Agent legs that are over (`all`: every leg, the call is ending) leave the endpoint's
+    /// table, and with them the sender of this call's input channel each entry holds (left
+    /// there, an entry kept the channel alive for good). Their stray retransmissions are then
+    /// absorbed as for any unknown Call-ID.
+    pub(super) fn release_agent_legs(&mut self, all: bool) {
+        let endpoint = &self.endpoint;
+        self.agent_legs.retain(|leg| {
+            let keep = !all && leg.busy();
+            if !keep {
+                endpoint.remove_leg(&leg.call_id);
+            }
+            keep
+        });
     }
 }
 

@@ -301,12 +301,8 @@ impl CallerLeg {
         }
         // Whatever happened, the ACD must not keep an agent for this call.
         self.leave_acd(Instant::now());
-        // Agent legs that ended since the last timer pass still sit in the endpoint's call
-        // table, each holding a sender of this call's input channel: left there, they kept the
-        // channel (10 KB) and the table entry alive forever, ~11 KB per queue-routed call.
-        for leg in self.agent_legs.drain(..) {
-            self.endpoint.remove_leg(&leg.call_id);
-        }
+        // Legs that ended since the last timer pass are still in the endpoint's table.
+        self.release_agent_legs(true);
         // The RTP port goes back to the pool now (the media task ends with its handle), not when
         // lingering ends.
         self.media = None;

@@ -106,32 +106,38 @@ impl RtpPortPool {
         }
     }
 
-    /// A rested warm pair, or any warm pair when no port is left to bind.
-    fn take_warm(&self, now: Instant) -> Option<Warm> {
+    /// The oldest warm pair if it has rested [`QUARANTINE`] by `now` (or at all, `any`).
+    fn take_warm(&self, now: Instant, any: bool) -> Option<Warm> {
         let mut free = self.free.lock().ok()?;
         let rested = free
             .warm
             .front()
             .is_some_and(|w| now.duration_since(w.released) >= QUARANTINE);
-        if rested || free.cold.is_empty() {
+        if rested || any {
             free.warm.pop_front()
         } else {
             None
         }
     }
 
-    /// A bound pair: a rested warm one, else the next free port bound now. Ports another
-    /// program holds are skipped (and retried later); `None` when every port is taken.
+    /// A warm pair handed out again, emptied of what arrived meanwhile.
+    fn reuse(self: &Arc<Self>, warm: Warm) -> RtpPort {
+        drain(&warm.socket);
+        drain(&warm.rtcp);
+        RtpPort {
+            socket: warm.socket,
+            rtcp: warm.rtcp,
+            port: warm.port,
+            pool: self.clone(),
+        }
+    }
+
+    /// A bound pair: a rested warm one, else the next free port bound now, else a warm pair
+    /// that has not rested (rather than refusing a call). Ports another program holds are
+    /// skipped (and retried later); `None` when every port is taken.
     pub fn allocate(self: &Arc<Self>) -> Option<RtpPort> {
-        if let Some(warm) = self.take_warm(Instant::now()) {
-            drain(&warm.socket);
-            drain(&warm.rtcp);
-            return Some(RtpPort {
-                socket: warm.socket,
-                rtcp: warm.rtcp,
-                port: warm.port,
-                pool: self.clone(),
-            });
+        if let Some(warm) = self.take_warm(Instant::now(), false) {
+            return Some(self.reuse(warm));
         }
         let attempts = self.free.lock().map(|f| f.cold.len()).unwrap_or(0);
         for _ in 0..attempts {
@@ -161,16 +167,8 @@ impl RtpPortPool {
                 }
             }
         }
-        // Nothing left to bind: a resting pair rather than refusing the call.
-        let warm = self.free.lock().ok()?.warm.pop_front()?;
-        drain(&warm.socket);
-        drain(&warm.rtcp);
-        Some(RtpPort {
-            socket: warm.socket,
-            rtcp: warm.rtcp,
-            port: warm.port,
-            pool: self.clone(),
-        })
+        self.take_warm(Instant::now(), true)
+            .map(|warm| self.reuse(warm))
     }
 }
 
@@ -230,7 +228,7 @@ mod tests {
         drop(returned);
         drop(held);
         let later = Instant::now() + QUARANTINE;
-        let warm = pool.take_warm(later).expect("rested pair");
+        let warm = pool.take_warm(later, false).expect("rested pair");
         assert_eq!(warm.port, returned_port, "oldest returned pair first");
     }
 }

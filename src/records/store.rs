@@ -214,20 +214,13 @@ impl Store {
     /// rather than per row (each statement is a round trip to the database, and for SQLite a
     /// hop to its worker thread).
     pub async fn write(&self, rows: &[Row]) -> Result<(), sqlx::Error> {
-        let calls: Vec<&CallRow> = rows
-            .iter()
-            .filter_map(|r| match r {
-                Row::Call(c) => Some(c),
-                Row::Queue(_) => None,
-            })
-            .collect();
-        let events: Vec<&QueueRow> = rows
-            .iter()
-            .filter_map(|r| match r {
-                Row::Queue(q) => Some(q),
-                Row::Call(_) => None,
-            })
-            .collect();
+        let (mut calls, mut events): (Vec<&CallRow>, Vec<&QueueRow>) = (Vec::new(), Vec::new());
+        for row in rows {
+            match row {
+                Row::Call(c) => calls.push(c),
+                Row::Queue(q) => events.push(q),
+            }
+        }
         let mut tx = self.pool.begin().await?;
         for chunk in statement_chunks(&calls, CALLS_PER_STATEMENT) {
             let sql = multi_insert(self.backend, CALLS_INSERT, 19, chunk.len());

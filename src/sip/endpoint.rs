@@ -199,14 +199,14 @@ impl Endpoint {
         &self.acd
     }
 
-    /// Routes messages with an agent leg's Call-ID to the task of the call that placed it.
-    /// Agent legs do not count as calls.
     /// Dialogs the endpoint routes messages to (calls, agent legs, keep-alive probes): with no
     /// call up and no probe out, 0 (`/healthz` `sip_dialogs`; tests check nothing is left).
     pub fn dialogs(&self) -> usize {
         self.calls.len()
     }
 
+    /// Routes messages with an agent leg's Call-ID to the task of the call that placed it.
+    /// Agent legs do not count as calls.
     pub fn register_leg(&self, call_id: Bytes, tx: mpsc::Sender<CallInput>) {
         if let Ok(mut map) = self.calls.shard(&call_id).lock() {
             map.insert(call_id, tx);
