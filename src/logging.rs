@@ -13,8 +13,11 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// The writer thread wakes when a line lands in an empty buffer, and at least this often.
+/// While lines come, the writer thread writes them out this often (a line waits at most this
+/// long); when none came since its last pass, it sleeps until the next line wakes it.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// How long an idle writer sleeps before it looks again anyway (a safety net; a line wakes it).
+const IDLE_SLEEP: Duration = Duration::from_secs(1);
 /// Most bytes waiting for the writer thread; beyond that, lines are dropped and counted
 /// ([`lines_dropped`], `zentrale_log_lines_dropped_total`) rather than stalling calls.
 const MAX_PENDING: usize = 4 << 20;
@@ -30,21 +33,52 @@ pub fn lines_dropped() -> u64 {
 struct Pending {
     buffer: Mutex<Vec<u8>>,
     stop: AtomicBool,
-    /// The writer thread, woken by the first line after it emptied the buffer.
+    /// Set by the writer thread before it sleeps without a deadline; the next line clears it
+    /// and wakes the thread. Under load the writer never sets it, so lines never wake it: a
+    /// wake-up per line cost a futex call on the logging thread and a context switch.
+    idle: AtomicBool,
+    /// The writer thread.
     writer: OnceLock<Thread>,
 }
 
 impl Pending {
     /// Writes out what is pending: one `write` for everything logged since the last time.
-    fn flush(&self, spare: &mut Vec<u8>) {
+    /// Returns whether there was anything.
+    fn flush(&self, spare: &mut Vec<u8>) -> bool {
         if let Ok(mut buffer) = self.buffer.lock() {
             std::mem::swap(&mut *buffer, spare);
         }
-        if !spare.is_empty() {
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(spare);
-            let _ = err.flush();
-            spare.clear();
+        if spare.is_empty() {
+            return false;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(spare);
+        let _ = err.flush();
+        spare.clear();
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buffer.lock().map(|b| b.is_empty()).unwrap_or(true)
+    }
+
+    /// The writer thread's loop: write out every [`FLUSH_EVERY`] while lines come; when a
+    /// pass found nothing, sleep until a line comes.
+    fn run_writer(&self) {
+        let _ = self.writer.set(std::thread::current());
+        let mut spare = Vec::with_capacity(64 * 1024);
+        while !self.stop.load(Ordering::SeqCst) {
+            if self.flush(&mut spare) {
+                std::thread::park_timeout(FLUSH_EVERY);
+                continue;
+            }
+            // Announce the sleep before looking once more: a line appended after this look
+            // sees `idle` and wakes the thread (the unpark token makes the park return).
+            self.idle.store(true, Ordering::SeqCst);
+            if self.is_empty() && !self.stop.load(Ordering::SeqCst) {
+                std::thread::park_timeout(IDLE_SLEEP);
+            }
+            self.idle.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -58,18 +92,19 @@ struct Line<'a>(&'a Pending);
 
 impl Write for Line<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let mut wake = false;
         if let Ok(mut buffer) = self.0.buffer.lock() {
             if buffer.len() + bytes.len() > MAX_PENDING {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             } else {
-                wake = buffer.is_empty();
                 buffer.extend_from_slice(bytes);
             }
         }
-        // Under load the buffer is seldom empty, so lines rarely wake the writer; when quiet,
-        // a line is written at once.
-        if wake && let Some(writer) = self.0.writer.get() {
+        // Only a sleeping writer is woken: when quiet, a line is written at once; under load
+        // the writer comes by every FLUSH_EVERY on its own.
+        if self.0.idle.load(Ordering::SeqCst)
+            && self.0.idle.swap(false, Ordering::SeqCst)
+            && let Some(writer) = self.0.writer.get()
+        {
             writer.unpark();
         }
         Ok(bytes.len())
@@ -96,7 +131,7 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.pending.stop.store(true, Ordering::Relaxed);
+        self.pending.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();
@@ -110,16 +145,17 @@ impl Drop for LogGuard {
 /// `RUST_LOG` replaces it. Fails if a filter does not parse or a subscriber is already set.
 ///
 /// A line is formatted on the thread that logs and appended to a shared buffer; one writer
-/// thread writes out whatever has gathered with one `write` (woken by the first line in an
-/// empty buffer). A call task never waits for stderr: a `write` per line under stderr's lock
-/// cost a syscall, and often a futex wait, for each of a call's log lines. Keep the returned
-/// guard until the program ends.
+/// thread writes out whatever has gathered with one `write`, every 20 ms while lines come (an
+/// idle writer is woken by the next line). A call task never waits for stderr: a `write` per
+/// line under stderr's lock cost a syscall, and often a futex wait, for each of a call's log
+/// lines. Keep the returned guard until the program ends.
 pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = filter(&settings.level, rust_log.as_deref())?;
     let pending = Arc::new(Pending {
         buffer: Mutex::new(Vec::with_capacity(64 * 1024)),
         stop: AtomicBool::new(false),
+        idle: AtomicBool::new(false),
         writer: OnceLock::new(),
     });
     let builder = tracing_subscriber::fmt()
@@ -139,15 +175,8 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
     let writer = pending.clone();
     let thread = std::thread::Builder::new()
         .name("zentrale-log".into())
-        .spawn(move || {
-            let mut spare = Vec::with_capacity(64 * 1024);
-            while !writer.stop.load(Ordering::Relaxed) {
-                std::thread::park_timeout(FLUSH_EVERY);
-                writer.flush(&mut spare);
-            }
-        })
+        .spawn(move || writer.run_writer())
         .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
-    let _ = pending.writer.set(thread.thread().clone());
     Ok(LogGuard {
         pending,
         thread: Some(thread),

@@ -191,6 +191,7 @@ async fn agent_op(
     use crate::acd::AcdError;
     use crate::acd::service::AgentOp;
     let reason = body.and_then(|Json(b)| b.reason);
+    let op_name = op.clone();
     let op = match op.as_str() {
         "login" => AgentOp::Login,
         "logout" => AgentOp::Logout,
@@ -207,7 +208,10 @@ async fn agent_op(
         }
     };
     match endpoint.acd().agent(&agent, op).await {
-        Ok(view) => (StatusCode::OK, Json(json!({ "agent": view }))),
+        Ok(view) => {
+            tracing::info!(agent = %view.id, op = %op_name, state = view.state, "agent changed through the API");
+            (StatusCode::OK, Json(json!({ "agent": view })))
+        }
         Err(AcdError::UnknownAgent(id)) => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no agent `{id}` in agents.toml") })),

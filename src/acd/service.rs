@@ -642,7 +642,19 @@ impl AcdService {
                         }
                         _ => acd_us,
                     };
-                    info!(event = "agent", %agent, state = state.name(), acd_us, idle_us, "agent state");
+                    // The states of a call's course (ringing, talking, wrap-up, free again) are
+                    // `debug`: at the default level they would be three lines per call. Leaving
+                    // service (logged out, paused, unreachable) is `info`.
+                    match state {
+                        AgentState::LoggedOut
+                        | AgentState::Paused { .. }
+                        | AgentState::Unreachable => {
+                            info!(event = "agent", %agent, state = state.name(), acd_us, idle_us, "agent state")
+                        }
+                        _ => {
+                            debug!(event = "agent", %agent, state = state.name(), acd_us, idle_us, "agent state")
+                        }
+                    }
                     if let Some(publish) = &self.events {
                         let call_id = state
                             .call()

@@ -414,7 +414,7 @@ impl CallerLeg {
             .acd()
             .latency
             .record(trigger, Instant::now().saturating_duration_since(freed_at));
-        info!(event = "ring", %agent, %queue, agent_call_id = %String::from_utf8_lossy(&agent_leg.call_id), "ringing agent");
+        debug!(event = "ring", %agent, %queue, agent_call_id = %String::from_utf8_lossy(&agent_leg.call_id), "ringing agent");
         self.emit(crate::events::CallEventKind::Ring {
             agent: agent.to_string(),
             queue: queue.to_string(),
@@ -653,9 +653,9 @@ impl CallerLeg {
         self.waiting = None;
         self.after_playback = super::AfterPlayback::Nothing;
         if hung_up {
-            info!(event = "connected", %agent, "caller connected to an agent who already hung up");
+            debug!(event = "connected", %agent, "caller connected to an agent who already hung up");
         } else {
-            info!(event = "connected", %agent, "caller connected to agent");
+            debug!(event = "connected", %agent, "caller connected to agent");
         }
         self.emit(crate::events::CallEventKind::Connected {
             agent: agent.to_string(),

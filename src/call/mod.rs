@@ -325,7 +325,7 @@ impl CallerLeg {
         let config = self.endpoint.config().clone();
         let caller =
             crate::logging::caller_display(self.info.from.uri.as_str(), config.show_caller_numbers);
-        info!(from = %caller, transport = self.flow.transport_name(), "incoming call");
+        debug!(from = %caller, transport = self.flow.transport_name(), "incoming call");
         self.emit(CallEventKind::Incoming {
             transport: self.flow.transport_name().into(),
             dialled: self.facts.dialled.clone(),
@@ -640,7 +640,7 @@ impl CallerLeg {
         // RFC 3261 §9.2: 200 to the CANCEL; if the INVITE is still pending, 487 to it.
         self.respond_in_call(request, 200, "OK", flow);
         if self.state == LegState::Early {
-            info!("caller cancelled before answer");
+            debug!("caller cancelled before answer");
             self.reject(now, 487, reason_phrase(487), &[]);
         }
     }
@@ -683,7 +683,7 @@ impl CallerLeg {
         match request.method {
             Method::Invite => self.on_reinvite(request, info, flow, now),
             Method::Bye => {
-                info!("caller hung up");
+                debug!("caller hung up");
                 self.end_reason = "caller hung up".into();
                 let response = self.in_dialog_response(&request, 200, "OK");
                 self.bye_response = Some(response.clone());
@@ -935,7 +935,7 @@ impl CallerLeg {
             }
             LegState::Answered | LegState::Confirmed => {
                 self.leave_acd(now);
-                info!(reason = why, "hanging up");
+                debug!(reason = why, "hanging up");
                 self.end_reason = format!("engine hung up: {why}");
                 self.ok_retransmitter = None;
                 self.session_deadline = None;
@@ -980,8 +980,23 @@ impl CallerLeg {
     }
 
     /// The call's last event (once).
+    ///
+    /// At the default level (`info`) this is the one line a call logs (besides warnings and
+    /// exceptions): the steps before it are `debug` lines, and the call records hold them all.
     fn report_end(&mut self) {
         let reason = std::mem::take(&mut self.end_reason);
+        let config = self.endpoint.config();
+        let caller =
+            crate::logging::caller_display(self.info.from.uri.as_str(), config.show_caller_numbers);
+        info!(
+            event = "ended",
+            from = %caller,
+            dialled = %self.facts.dialled,
+            topic = self.topic.as_deref().unwrap_or("-"),
+            agent = self.connected_agent.as_deref().unwrap_or("-"),
+            %reason,
+            "call ended"
+        );
         self.emit(CallEventKind::Ended { reason });
     }
 
@@ -1004,7 +1019,6 @@ impl CallerLeg {
         self.session_deadline = None;
         self.rtp = None;
         self.state = LegState::Ended;
-        info!("call ended");
     }
 }
 

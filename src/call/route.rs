@@ -61,7 +61,7 @@ impl CallerLeg {
                 prompt
             })
             .collect();
-        info!(event = "play", prompts = ?names, "playing");
+        debug!(event = "play", prompts = ?names, "playing");
         self.emit(CallEventKind::Play {
             prompts: names.to_vec(),
         });
@@ -96,7 +96,7 @@ impl CallerLeg {
                 timeout_secs,
                 attempt,
             } => {
-                info!(event = "menu", %menu, attempt, rules_version = %decision.rules_version, "menu");
+                debug!(event = "menu", %menu, attempt, rules_version = %decision.rules_version, "menu");
                 self.emit(CallEventKind::Menu {
                     menu: menu.clone(),
                     attempt,
@@ -114,7 +114,7 @@ impl CallerLeg {
                     queue: queue.clone(),
                     topic: decision.topic.clone(),
                 });
-                info!(event = "queue", %queue, %topic, rules_version = %decision.rules_version,
+                debug!(event = "queue", %queue, %topic, rules_version = %decision.rules_version,
                     "caller queued");
                 self.join_queue(&queue, priority, announce, now);
             }
@@ -122,7 +122,7 @@ impl CallerLeg {
                 self.emit(CallEventKind::AnnounceAndHangUp {
                     topic: decision.topic.clone(),
                 });
-                info!(event = "announce_and_hang_up", %topic, rules_version = %decision.rules_version,
+                debug!(event = "announce_and_hang_up", %topic, rules_version = %decision.rules_version,
                     "announcement, then hang-up");
                 self.end_after(&announce, now);
             }
@@ -158,7 +158,7 @@ impl CallerLeg {
         let Some(result) = step.on_key(key) else {
             return;
         };
-        info!(event = "key", %key, ?source, barge_in = result.barge_in, "caller pressed a key");
+        debug!(event = "key", %key, ?source, barge_in = result.barge_in, "caller pressed a key");
         self.emit(CallEventKind::Key {
             key,
             source: format!("{source:?}"),

@@ -3,7 +3,8 @@
 //!
 //! `TEST_ZENTRALE_BIN=<path>` runs another binary instead of the one Cargo built for this test
 //! (e.g. a release build); by default it is `CARGO_BIN_EXE_zentrale`. `TEST_ZENTRALE_LOG_LEVEL`
-//! sets the engine's log level (default `info`), e.g. `debug` when hunting a failure. (These
+//! sets the engine's log level (default [`CALL_STEPS`]: `info` plus the `debug` lines of each
+//! call's steps, which the tests read), e.g. `debug` when hunting a failure. (These
 //! knobs don't start with `ZENTRALE_`: the engine refuses unknown `ZENTRALE_*` variables.)
 //!
 //! The overload guard (`sip.overload_lag_ms`) is off unless a test sets it.
@@ -17,6 +18,11 @@ use std::time::{Duration, Instant};
 use super::ports::{self, LOOPBACK};
 use super::scratch::ScratchDir;
 use super::sip::SipClient;
+
+/// The engine's log level in tests: the shipped `info`, plus each call's steps (incoming,
+/// queued, ringing, connected, agent states …), which are `debug` lines in the engine and
+/// what the tests follow a call by.
+pub const CALL_STEPS: &str = "info,zentrale::call=debug,zentrale::acd=debug";
 
 /// How long the engine gets to answer its first OPTIONS.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -90,7 +96,7 @@ impl Engine {
             ("ZENTRALE_LOG__FORMAT", "human".to_string()),
             (
                 "ZENTRALE_LOG__LEVEL",
-                std::env::var("TEST_ZENTRALE_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+                std::env::var("TEST_ZENTRALE_LOG_LEVEL").unwrap_or_else(|_| CALL_STEPS.into()),
             ),
             ("ZENTRALE_SHUTDOWN__DRAIN_SECS", "2".to_string()),
             // The overload guard off: tests run many debug-build engines in parallel on shared
@@ -201,11 +207,11 @@ impl Engine {
 
     /// Everything the engine wrote to stdout and stderr so far.
     ///
-    /// The engine writes its log from a buffer on its own thread, a moment after a line was
-    /// logged: the short pause first lets a line logged before what the test just observed
-    /// (an HTTP answer, a SIP message) reach the file.
+    /// The engine writes its log from a buffer on its own thread, up to 20 ms after a line
+    /// was logged: the short pause first lets a line logged before what the test just
+    /// observed (an HTTP answer, a SIP message) reach the file.
     pub fn log(&self) -> String {
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(std::time::Duration::from_millis(30));
         std::fs::read(&self.log_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
