@@ -165,7 +165,11 @@ async fn call_events(
 async fn agents(State(endpoint): State<Arc<Endpoint>>) -> Json<Value> {
     let snapshot = endpoint.acd().snapshot();
     let now = std::time::Instant::now();
-    let agents: Vec<_> = snapshot.agents.iter().map(|a| a.fresh(now)).collect();
+    let agents: Vec<_> = snapshot
+        .agents
+        .iter()
+        .map(|a| a.load().fresh(now))
+        .collect();
     Json(json!({ "agents": agents }))
 }
 

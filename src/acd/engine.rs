@@ -104,6 +104,9 @@ pub(super) struct QueueRuntime {
     members: BTreeSet<(Instant, u64, CallId)>,
     /// How many of `members` ring an agent now.
     ringing: u32,
+    /// The agents eligible at the queue's base level, by state (kept up to date by
+    /// [`Acd::apply`], rebuilt by [`Acd::reconfigure`]).
+    agents: AgentCounts,
 }
 
 impl QueueRuntime {
@@ -113,7 +116,36 @@ impl QueueRuntime {
             last_rr: None,
             members: BTreeSet::new(),
             ringing: 0,
+            agents: AgentCounts::default(),
         }
+    }
+}
+
+impl AgentCounts {
+    /// The counter of agents in `state`.
+    fn slot(&mut self, state: &AgentState) -> &mut u32 {
+        match state {
+            AgentState::LoggedOut => &mut self.logged_out,
+            AgentState::Available { .. } => &mut self.available,
+            AgentState::Reserved { .. } => &mut self.reserved,
+            AgentState::OnCall { .. } => &mut self.on_call,
+            AgentState::WrapUp { .. } => &mut self.wrap_up,
+            AgentState::Paused { .. } => &mut self.paused,
+            AgentState::Unreachable => &mut self.unreachable,
+        }
+    }
+
+    /// Agents logged in ([`AgentState::is_logged_in`]).
+    fn logged_in(&self) -> u32 {
+        self.available + self.reserved + self.on_call + self.wrap_up + self.paused
+    }
+}
+
+/// When an agent in `state` times out (ring timeout, end of wrap-up), if it can.
+fn agent_deadline(state: &AgentState) -> Option<Instant> {
+    match state {
+        AgentState::Reserved { until, .. } | AgentState::WrapUp { until } => Some(*until),
+        _ => None,
     }
 }
 
@@ -134,6 +166,10 @@ pub struct Acd {
     order: BTreeSet<(OrderKey, CallId)>,
     /// Index: waiting callers by the instant they next need a look ([`QueueEntry::deadline`]).
     deadlines: BTreeSet<(Instant, CallId)>,
+    /// Index: agents that ring or wrap up, by the instant that state times out.
+    agent_deadlines: BTreeSet<(Instant, String)>,
+    /// How many agents are available (any queue).
+    available: usize,
     /// Some agent logged in or out (or the rules changed) since the last dispatch: queues may
     /// have lost their last agent.
     staffing_changed: bool,
@@ -161,6 +197,8 @@ impl Acd {
             calls: BTreeMap::new(),
             order: BTreeSet::new(),
             deadlines: BTreeSet::new(),
+            agent_deadlines: BTreeSet::new(),
+            available: 0,
             staffing_changed: false,
             retired: Default::default(),
             next_seq: 0,
@@ -196,11 +234,11 @@ impl Acd {
             runtime.idle_since = since;
         }
         if next != runtime.state {
-            if next.is_logged_in() != runtime.state.is_logged_in() {
+            let previous = std::mem::replace(&mut runtime.state, next.clone());
+            if next.is_logged_in() != previous.is_logged_in() {
                 self.staffing_changed = true;
             }
-            let runtime = self.agent_mut(agent)?;
-            runtime.state = next.clone();
+            self.reindex_agent(agent, &previous, &next);
             out.push(AcdDecision::AgentChanged {
                 agent: agent.to_string(),
                 state: next,
@@ -209,18 +247,67 @@ impl Acd {
         Ok(())
     }
 
+    /// Moves an agent whose state changed from `previous` to `next` in the agent indexes:
+    /// timeouts, the available count, and its queues' counts.
+    fn reindex_agent(&mut self, agent: &str, previous: &AgentState, next: &AgentState) {
+        if let Some(at) = agent_deadline(previous) {
+            self.agent_deadlines.remove(&(at, agent.to_string()));
+        }
+        if let Some(at) = agent_deadline(next) {
+            self.agent_deadlines.insert((at, agent.to_string()));
+        }
+        let was = matches!(previous, AgentState::Available { .. });
+        let is = matches!(next, AgentState::Available { .. });
+        if was != is {
+            self.available = if is {
+                self.available + 1
+            } else {
+                self.available.saturating_sub(1)
+            };
+        }
+        let Some(runtime) = self.agents.get(agent) else {
+            return;
+        };
+        for queue in self.queues.values_mut() {
+            if Self::eligible(runtime, &queue.config, queue.config.min_level) {
+                let counts = &mut queue.agents;
+                *counts.slot(previous) = counts.slot(previous).saturating_sub(1);
+                *counts.slot(next) += 1;
+            }
+        }
+    }
+
+    /// Rebuilds the agent indexes from the agents' states (after new rules: skills and
+    /// queues may have changed).
+    fn rebuild_agent_indexes(&mut self) {
+        self.agent_deadlines = self
+            .agents
+            .iter()
+            .filter_map(|(id, a)| agent_deadline(&a.state).map(|at| (at, id.clone())))
+            .collect();
+        self.available = self
+            .agents
+            .values()
+            .filter(|a| matches!(a.state, AgentState::Available { .. }))
+            .count();
+        for queue in self.queues.values_mut() {
+            let mut counts = AgentCounts::default();
+            for agent in self.agents.values() {
+                if Self::eligible(agent, &queue.config, queue.config.min_level) {
+                    *counts.slot(&agent.state) += 1;
+                }
+            }
+            queue.agents = counts;
+        }
+    }
+
     /// Whether `agent` may take a call from `queue` at skill level `level`.
     fn eligible(agent: &AgentRuntime, queue: &Queue, level: u8) -> bool {
         agent.level(&queue.skill) >= level
     }
 
-    fn logged_in_agents(&self, queue: &Queue) -> u32 {
-        let count = self
-            .agents
-            .values()
-            .filter(|a| a.state.is_logged_in() && Self::eligible(a, queue, queue.min_level))
-            .count();
-        u32::try_from(count).unwrap_or(u32::MAX)
+    fn logged_in_agents(&self, queue: &str) -> u32 {
+        self.queues.get(queue).map_or(0, |q| q.agents.logged_in())
     }
 
     fn entries_in<'a>(&'a self, queue: &'a str) -> impl Iterator<Item = &'a QueueEntry> + 'a {
@@ -430,7 +517,7 @@ impl Acd {
             let unstaffed: Vec<CallId> = self
                 .queues
                 .values()
-                .filter(|q| !q.members.is_empty() && self.logged_in_agents(&q.config) == 0)
+                .filter(|q| !q.members.is_empty() && q.agents.logged_in() == 0)
                 .flat_map(|q| q.members.iter().map(|(_, _, call)| *call))
                 .collect();
             for call in unstaffed {
@@ -441,11 +528,7 @@ impl Acd {
         }
 
         // 3. Offers: waiting callers in order, as long as an agent is available.
-        let mut available = self
-            .agents
-            .values()
-            .filter(|a| matches!(a.state, AgentState::Available { .. }))
-            .count();
+        let mut available = self.available;
         let mut cursor: Option<(OrderKey, CallId)> = None;
         while available > 0 {
             let next = match &cursor {
@@ -592,6 +675,7 @@ impl Acd {
         }
         // New settings: max waits and escalations may have moved, skills changed staffing.
         self.staffing_changed = true;
+        self.rebuild_agent_indexes();
         let queued: Vec<CallId> = self.order.iter().map(|(_, call)| *call).collect();
         for call in queued {
             if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call)
@@ -652,6 +736,16 @@ impl Acd {
             }
         }
         assert_eq!(deadlines, self.deadlines, "deadline index");
+        let mut rebuilt = self.clone();
+        rebuilt.rebuild_agent_indexes();
+        assert_eq!(
+            rebuilt.agent_deadlines, self.agent_deadlines,
+            "agent deadline index"
+        );
+        assert_eq!(rebuilt.available, self.available, "available agents");
+        for (id, q) in &self.queues {
+            assert_eq!(rebuilt.queues[id].agents, q.agents, "agent counts of {id}");
+        }
         for (id, q) in &self.queues {
             let members: BTreeSet<(Instant, u64, CallId)> = queued
                 .iter()
@@ -715,7 +809,7 @@ impl AcdStore for Acd {
             return Err(AcdError::DuplicateCall(call));
         }
         let config = &runtime.config;
-        let refused = if self.logged_in_agents(config) == 0 {
+        let refused = if runtime.agents.logged_in() == 0 {
             Some(OverflowReason::NoAgents)
         } else if config
             .max_length
@@ -873,15 +967,17 @@ impl AcdStore for Acd {
 
     fn poll(&mut self, now: Instant) -> Vec<AcdDecision> {
         let mut out = Vec::new();
-        let due: Vec<(String, AgentState)> = self
-            .agents
-            .iter()
-            .filter(|(_, a)| match a.state {
-                AgentState::Reserved { until, .. } | AgentState::WrapUp { until } => until <= now,
-                _ => false,
-            })
-            .map(|(id, a)| (id.clone(), a.state.clone()))
-            .collect();
+        let mut due: Vec<(String, AgentState)> = Vec::new();
+        for (at, id) in &self.agent_deadlines {
+            if *at > now {
+                break;
+            }
+            if let Some(a) = self.agents.get(id) {
+                due.push((id.clone(), a.state.clone()));
+            }
+        }
+        // In agent order, as ever (the index is in deadline order).
+        due.sort_by(|a, b| a.0.cmp(&b.0));
         for (agent, state) in due {
             // Both transitions exist for these states, so errors cannot happen here.
             let _ = match state {
@@ -901,12 +997,9 @@ impl AcdStore for Acd {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let agents = self.agents.values().filter_map(|a| match a.state {
-            AgentState::Reserved { until, .. } | AgentState::WrapUp { until } => Some(until),
-            _ => None,
-        });
+        let agents = self.agent_deadlines.first().map(|(at, _)| *at);
         let callers = self.deadlines.first().map(|(at, _)| *at);
-        agents.chain(callers).min()
+        agents.into_iter().chain(callers).min()
     }
 
     fn agent_state(&self, agent: &str) -> Option<AgentState> {
@@ -930,43 +1023,24 @@ impl AcdStore for Acd {
     }
 
     fn queue_stats(&self, queue: &str, now: Instant) -> Option<QueueStats> {
-        let config = &self.queues.get(queue)?.config;
         let runtime = self.queues.get(queue)?;
         let members = u32::try_from(runtime.members.len()).unwrap_or(u32::MAX);
-        let mut stats = QueueStats {
+        Some(QueueStats {
             waiting: members.saturating_sub(runtime.ringing),
             ringing: runtime.ringing,
             longest_wait: runtime
                 .members
                 .first()
                 .map(|(entered, _, _)| now.saturating_duration_since(*entered)),
-            agents: AgentCounts::default(),
-        };
-        for agent in self.agents.values() {
-            if !Self::eligible(agent, config, config.min_level) {
-                continue;
-            }
-            let counts = &mut stats.agents;
-            let slot = match agent.state {
-                AgentState::LoggedOut => &mut counts.logged_out,
-                AgentState::Available { .. } => &mut counts.available,
-                AgentState::Reserved { .. } => &mut counts.reserved,
-                AgentState::OnCall { .. } => &mut counts.on_call,
-                AgentState::WrapUp { .. } => &mut counts.wrap_up,
-                AgentState::Paused { .. } => &mut counts.paused,
-                AgentState::Unreachable => &mut counts.unreachable,
-            };
-            *slot += 1;
-        }
-        Some(stats)
+            agents: runtime.agents,
+        })
     }
 
     fn queue_state(&self, queue: &str) -> Option<QueueState> {
-        let config = &self.queues.get(queue)?.config;
+        let runtime = self.queues.get(queue)?;
         Some(QueueState {
-            logged_in_agents: self.logged_in_agents(config),
-            waiting_callers: u32::try_from(self.queues.get(queue)?.members.len())
-                .unwrap_or(u32::MAX),
+            logged_in_agents: self.logged_in_agents(queue),
+            waiting_callers: u32::try_from(runtime.members.len()).unwrap_or(u32::MAX),
             // No estimate until one can be trusted (position- and staffing-aware).
             estimated_wait_secs: None,
         })
