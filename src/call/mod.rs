@@ -333,8 +333,14 @@ impl CallerLeg {
             dialled: self.facts.dialled.clone(),
             caller: self.facts.caller.clone(),
         });
-        let trying = self.response(&self.invite, 100, "Trying");
-        self.send_invite_response(now, trying);
+        // RFC 3261 §17.2.1: a 100 only when no other response follows within 200 ms. Answering
+        // at once (the default) or refusing, the final response follows in this very step;
+        // with an answer delay, 100 and 180 go out now and the 200 later. (One message less
+        // per call to send, and for the caller to read.)
+        if !config.answer_delay.is_zero() {
+            let trying = self.response(&self.invite, 100, "Trying");
+            self.send_invite_response(now, trying);
+        }
 
         if !self.invite.body.is_empty() {
             match sdp::parse_offer(&self.invite.body) {
