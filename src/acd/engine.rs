@@ -170,6 +170,9 @@ pub struct Acd {
     agent_deadlines: BTreeSet<(Instant, String)>,
     /// How many agents are available (any queue).
     available: usize,
+    /// Index: the available agents, longest idle first (idle since, agent order, id): the
+    /// longest-idle strategy takes the first eligible one instead of scanning every agent.
+    idle: BTreeSet<(Instant, usize, String)>,
     /// Some agent logged in or out (or the rules changed) since the last dispatch: queues may
     /// have lost their last agent.
     staffing_changed: bool,
@@ -199,6 +202,7 @@ impl Acd {
             deadlines: BTreeSet::new(),
             agent_deadlines: BTreeSet::new(),
             available: 0,
+            idle: BTreeSet::new(),
             staffing_changed: false,
             retired: Default::default(),
             next_seq: 0,
@@ -268,6 +272,13 @@ impl Acd {
         let Some(runtime) = self.agents.get(agent) else {
             return;
         };
+        if let AgentState::Available { since } = previous {
+            self.idle
+                .remove(&(*since, runtime.order, agent.to_string()));
+        }
+        if let AgentState::Available { since } = next {
+            self.idle.insert((*since, runtime.order, agent.to_string()));
+        }
         for queue in self.queues.values_mut() {
             if Self::eligible(runtime, &queue.config, queue.config.min_level) {
                 let counts = &mut queue.agents;
@@ -285,11 +296,15 @@ impl Acd {
             .iter()
             .filter_map(|(id, a)| agent_deadline(&a.state).map(|at| (at, id.clone())))
             .collect();
-        self.available = self
+        self.idle = self
             .agents
-            .values()
-            .filter(|a| matches!(a.state, AgentState::Available { .. }))
-            .count();
+            .iter()
+            .filter_map(|(id, a)| match a.state {
+                AgentState::Available { since } => Some((since, a.order, id.clone())),
+                _ => None,
+            })
+            .collect();
+        self.available = self.idle.len();
         for queue in self.queues.values_mut() {
             let mut counts = AgentCounts::default();
             for agent in self.agents.values() {
@@ -554,34 +569,55 @@ impl Acd {
             let config = &queue.config;
             let waited = now.saturating_duration_since(entry.entered);
             let level = queue::min_level(config.min_level, &config.escalation, waited);
-            let candidates: Vec<Candidate<'_>> = self
-                .agents
-                .iter()
-                .filter(|(id, a)| {
-                    matches!(a.state, AgentState::Available { .. })
-                        && Self::eligible(a, config, level)
-                        && !entry.skips(id, now)
-                })
-                .map(|(id, a)| Candidate {
-                    id,
-                    order: a.order,
-                    idle_since: a.idle_since,
-                    calls_taken: a.calls_taken,
-                })
-                .collect();
-            if candidates.is_empty() {
-                continue;
-            }
-            let random = if config.strategy == Strategy::Random {
-                self.rng.next_u64()
-            } else {
-                0
+            let usable = |id: &str, a: &AgentRuntime| {
+                matches!(a.state, AgentState::Available { .. })
+                    && Self::eligible(a, config, level)
+                    && !entry.skips(id, now)
             };
-            let picked: Vec<String> =
+            let scan = || -> Vec<Candidate<'_>> {
+                self.agents
+                    .iter()
+                    .filter(|(id, a)| usable(id, a))
+                    .map(|(id, a)| Candidate {
+                        id,
+                        order: a.order,
+                        idle_since: a.idle_since,
+                        calls_taken: a.calls_taken,
+                    })
+                    .collect()
+            };
+            let picked: Vec<String> = if config.strategy == Strategy::LongestIdle {
+                // The same choice as `strategy::pick` (least idle_since, then agent order),
+                // from the idle index: usually its first agent.
+                let picked: Vec<String> = self
+                    .idle
+                    .iter()
+                    .find(|(_, _, id)| self.agents.get(id).is_some_and(|a| usable(id, a)))
+                    .map(|(_, _, id)| vec![id.clone()])
+                    .unwrap_or_default();
+                #[cfg(test)]
+                assert_eq!(
+                    picked,
+                    strategy::pick(Strategy::LongestIdle, &scan(), None, 0),
+                    "the idle index picks what a scan of every agent picks"
+                );
+                picked
+            } else {
+                let candidates = scan();
+                // No draw without candidates: the random sequence stays what it always was.
+                let random = if config.strategy == Strategy::Random && !candidates.is_empty() {
+                    self.rng.next_u64()
+                } else {
+                    0
+                };
                 strategy::pick(config.strategy, &candidates, queue.last_rr, random)
                     .into_iter()
                     .map(str::to_string)
-                    .collect();
+                    .collect()
+            };
+            if picked.is_empty() {
+                continue;
+            }
             let queue_id = entry.queue.clone();
             let ring_timeout = Duration::from_secs(config.ring_timeout_secs.into());
             let until = now + ring_timeout;
@@ -743,6 +779,7 @@ impl Acd {
             "agent deadline index"
         );
         assert_eq!(rebuilt.available, self.available, "available agents");
+        assert_eq!(rebuilt.idle, self.idle, "idle index");
         for (id, q) in &self.queues {
             assert_eq!(rebuilt.queues[id].agents, q.agents, "agent counts of {id}");
         }
