@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::engine::Engine;
+use common::logs::{self, JSON_LOG};
 use common::sip::{CallLeg, SipClient, SipMessage};
 use common::sipp::{Sipp, Transport};
 
@@ -113,6 +114,49 @@ fn call_and_hang_up(engine: &Engine, user: &str) -> SipMessage {
     );
     assert_eq!(bye_reply.status(), Some(200), "BYE: {bye_reply:?}");
     answer
+}
+
+/// At the shipped log level (`info`) a call is one line, when it ends, saying how: the steps
+/// are `debug` lines (thousands of calls a second must not mean ten lines each), and the
+/// caller's number stays shortened.
+#[test]
+fn at_the_default_log_level_a_call_is_one_line_when_it_ends() {
+    let engine = Engine::start(&[("ZENTRALE_LOG__LEVEL", "info"), JSON_LOG]);
+    let answer = call_and_hang_up(&engine, "490");
+    let call_id = answer.call_id().expect("the 200 has a Call-ID");
+    let ended = logs::wait_for(&engine, REPLY, |e| {
+        e.call_id.as_deref() == Some(call_id.as_str()) && e.message == "call ended"
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no `call ended` line for {call_id}:\n{}",
+            engine.log_tail(20)
+        )
+    });
+    assert_eq!(
+        ended.field("reason").as_deref(),
+        Some("caller hung up"),
+        "{}",
+        ended.line
+    );
+    assert_eq!(
+        ended.field("dialled").as_deref(),
+        Some("490"),
+        "{}",
+        ended.line
+    );
+    assert!(
+        ended.field("from").is_some_and(|f| f.starts_with('…')),
+        "caller number not shortened: {}",
+        ended.line
+    );
+    let lines = logs::for_call(&engine, &call_id);
+    assert_eq!(
+        lines.len(),
+        1,
+        "more than one line for the call: {lines:#?}"
+    );
+    engine.assert_no_panic();
 }
 
 #[test]
