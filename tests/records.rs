@@ -507,7 +507,7 @@ fn retention_shutdown_and_shortened_numbers(database_url: Option<String>) {
             detail: None,
         };
         store
-            .write(&[
+            .write(&mut vec![
                 Row::Call(old_call("old", 40)),
                 Row::Call(old_call("recent", 10)),
                 Row::Queue(old_event),

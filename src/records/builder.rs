@@ -203,9 +203,16 @@ impl Builder {
 
     /// The rows `event` makes (none, one queue row, or the call's row at its end).
     pub fn apply(&mut self, event: &CallEvent) -> Vec<Row> {
+        let mut rows = Vec::new();
+        self.apply_into(event, &mut rows);
+        rows
+    }
+
+    /// [`Builder::apply`], appending to `rows`: the writer's pending batch takes the rows
+    /// directly, without a vector per event (a queue-routed call sends about nine).
+    pub fn apply_into(&mut self, event: &CallEvent, rows: &mut Vec<Row>) {
         let at = event.at;
         let id = &event.call_id;
-        let mut rows = Vec::new();
         let queue_row = |kind: &str, queue: Option<String>, call: Option<&OpenCall>| QueueRow {
             at_ms: at.timestamp_millis(),
             call_id: id.clone(),
@@ -349,25 +356,28 @@ impl Builder {
                     }
                     None => false,
                 };
+                // The call has left the table: its strings move into the row.
+                let outcome = call.outcome(abandoned).to_string();
+                let talk_secs = call.connected.map(|c| secs_between(c, at));
                 rows.push(Row::Call(CallRow {
                     call_id: id.clone(),
                     started_at_ms: call.started.timestamp_millis(),
                     answered_at_ms: call.answered.map(|t| t.timestamp_millis()),
                     ended_at_ms: at.timestamp_millis(),
-                    transport: call.transport.clone(),
-                    dialled: call.dialled.clone(),
-                    caller: call.caller.clone(),
-                    topic: call.topic.clone(),
-                    first_queue: call.first_queue.clone(),
-                    final_queue: call.final_queue.clone(),
+                    transport: call.transport,
+                    dialled: call.dialled,
+                    caller: call.caller,
+                    topic: call.topic,
+                    first_queue: call.first_queue,
+                    final_queue: call.final_queue,
                     queued_at_ms: call.queued_at.map(|t| t.timestamp_millis()),
                     connected_at_ms: call.connected.map(|t| t.timestamp_millis()),
-                    agent: call.agent.clone(),
-                    outcome: call.outcome(abandoned).to_string(),
+                    agent: call.agent,
+                    outcome,
                     end_reason: reason.clone(),
                     reject_status: call.rejected.map(i32::from),
                     wait_secs: call.waited,
-                    talk_secs: call.connected.map(|c| secs_between(c, at)),
+                    talk_secs,
                     rules_version: event.rules_version.clone(),
                 }));
             }
@@ -377,7 +387,6 @@ impl Builder {
             | CallEventKind::NoInput
             | CallEventKind::Announce { .. } => {}
         }
-        rows
     }
 }
 

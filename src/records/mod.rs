@@ -16,6 +16,7 @@
 
 pub mod builder;
 pub mod report;
+mod sqlite_writer;
 pub mod store;
 
 use std::sync::Arc;
@@ -125,7 +126,7 @@ pub async fn run_writer(
             // Idle: wait for the next event.
             tokio::select! {
                 event = rx.recv() => match event {
-                    Some(event) => pending.extend(builder.apply(&event)),
+                    Some(event) => builder.apply_into(&event, &mut pending),
                     None => break,
                 },
                 _ = shutdown.stopped() => break,
@@ -145,7 +146,7 @@ pub async fn run_writer(
         let mut closed = false;
         loop {
             match rx.try_recv() {
-                Ok(event) => pending.extend(builder.apply(&event)),
+                Ok(event) => builder.apply_into(&event, &mut pending),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     closed = true;
@@ -171,7 +172,7 @@ pub async fn run_writer(
     )
     .await
     {
-        pending.extend(builder.apply(&event));
+        builder.apply_into(&event, &mut pending);
     }
     for _ in 0..3 {
         if writer.flush(&mut pending).await.is_none() {

@@ -1,6 +1,7 @@
 //! The records database: SQLite (default, a file in `data.dir`, WAL) or PostgreSQL, through
 //! sqlx's `Any` driver with one set of portable SQL. Versioned migrations (`migrations/*.sql`,
-//! embedded) run on open.
+//! embedded) run on open. Batches of rows go to SQLite through [`SqliteWriter`] (rusqlite on a
+//! thread of its own, far cheaper per row), to PostgreSQL as multi-row INSERTs through sqlx.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row as _, SqlStr};
 
 use super::builder::{CallRow, QueueRow, Row};
+use super::sqlite_writer::{self, SqliteWriter};
 use crate::config::Settings;
 
 /// The migrations, oldest first; a new schema version is a new file here (never edit one that
@@ -20,16 +22,13 @@ const CALLS_INSERT: &str = "INSERT INTO calls (call_id, started_at_ms, answered_
     VALUES ";
 const EVENTS_INSERT: &str = "INSERT INTO queue_events (at_ms, call_id, queue, agent, kind, \
     reason, wait_ms, topic, detail) VALUES ";
-/// Most rows per statement (powers of two): well under SQLite's 32,766 and PostgreSQL's 65,535
-/// parameters.
+/// Most rows per statement (powers of two): well under PostgreSQL's 65,535 parameters.
 const CALLS_PER_STATEMENT: usize = 64;
 const EVENTS_PER_STATEMENT: usize = 128;
 
-/// `head` followed by `rows` groups of `columns` placeholders: `($1, $2), ($3, $4)` for
-/// PostgreSQL, anonymous `(?, ?), (?, ?)` for SQLite. (SQLite looks a named or numbered
-/// parameter up by a linear search, and sqlx asks for every parameter's name when it binds:
-/// quadratic in the parameters — 13 % of the engine's CPU at 1,500 calls/s with `$N`.)
-fn multi_insert(backend: Backend, head: &str, columns: usize, rows: usize) -> String {
+/// `head` followed by `rows` groups of `columns` numbered placeholders, `($1, $2), ($3, $4)`
+/// (PostgreSQL; SQLite rows go through [`SqliteWriter`]).
+fn multi_insert(head: &str, columns: usize, rows: usize) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(head.len() + rows * columns * 6);
     sql.push_str(head);
@@ -39,12 +38,7 @@ fn multi_insert(backend: Backend, head: &str, columns: usize, rows: usize) -> St
             if column > 0 {
                 sql.push_str(", ");
             }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    let _ = write!(sql, "${}", row * columns + column + 1);
-                }
-            }
+            let _ = write!(sql, "${}", row * columns + column + 1);
         }
         sql.push(')');
     }
@@ -94,8 +88,19 @@ pub enum Backend {
     Postgres,
 }
 
+/// Why a batch was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Sqlite(#[from] sqlite_writer::Error),
+}
+
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the writer thread that takes the batches ([`Store::write`]).
+    sqlite: Option<SqliteWriter>,
     pub backend: Backend,
     /// Where the data is, for messages (a PostgreSQL URL without its password).
     pub location: String,
@@ -203,17 +208,48 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| format!("records database {location}: migration failed: {e}"))?;
+        let sqlite = match backend {
+            Backend::Sqlite => {
+                // The file as SQLite itself names it for sqlx's connection (sqlx decodes the
+                // URL its own way): the writer must open that very file.
+                let file: String =
+                    sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(|e| format!("records database {location}: {e}"))?;
+                if file.is_empty() {
+                    return Err(format!(
+                        "records database {location}: an in-memory SQLite database cannot hold \
+                         the records (name a file)"
+                    ));
+                }
+                Some(
+                    SqliteWriter::open(Path::new(&file))
+                        .map_err(|e| format!("cannot open the records database {location}: {e}"))?,
+                )
+            }
+            Backend::Postgres => None,
+        };
         Ok(Store {
             pool,
+            sqlite,
             backend,
             location,
         })
     }
 
-    /// Writes `rows` in one transaction, as multi-row INSERTs: one statement per chunk of rows
-    /// rather than per row (each statement is a round trip to the database, and for SQLite a
-    /// hop to its worker thread).
-    pub async fn write(&self, rows: &[Row]) -> Result<(), sqlx::Error> {
+    /// Writes `rows` in one transaction. SQLite: the rows are moved to the writer thread and
+    /// put back into `rows` when it answers (also on failure, for a retry; if this future is
+    /// dropped before then, they are lost). PostgreSQL: multi-row INSERTs, one statement per
+    /// chunk of rows rather than per row (each statement is a round trip).
+    pub async fn write(&self, rows: &mut Vec<Row>) -> Result<(), WriteError> {
+        match &self.sqlite {
+            Some(writer) => Ok(writer.write(rows).await?),
+            None => Ok(self.write_postgres(rows).await?),
+        }
+    }
+
+    async fn write_postgres(&self, rows: &[Row]) -> Result<(), sqlx::Error> {
         let (mut calls, mut events): (Vec<&CallRow>, Vec<&QueueRow>) = (Vec::new(), Vec::new());
         for row in rows {
             match row {
@@ -223,7 +259,7 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         for chunk in statement_chunks(&calls, CALLS_PER_STATEMENT) {
-            let sql = multi_insert(self.backend, CALLS_INSERT, 19, chunk.len());
+            let sql = multi_insert(CALLS_INSERT, 19, chunk.len());
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for c in chunk {
                 query = query
@@ -250,7 +286,7 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         for chunk in statement_chunks(&events, EVENTS_PER_STATEMENT) {
-            let sql = multi_insert(self.backend, EVENTS_INSERT, 9, chunk.len());
+            let sql = multi_insert(EVENTS_INSERT, 9, chunk.len());
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for q in chunk {
                 query = query
@@ -332,12 +368,15 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.sqlite {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }
 
 /// Seconds (the rows' unit) to the database's milliseconds.
-fn to_ms(secs: f64) -> i64 {
+pub(super) fn to_ms(secs: f64) -> i64 {
     (secs * 1000.0).round() as i64
 }
 
@@ -429,19 +468,15 @@ mod tests {
 
 #[cfg(test)]
 mod insert_tests {
-    use super::{Backend, multi_insert, statement_chunks, statement_sizes};
+    use super::{multi_insert, statement_chunks, statement_sizes};
 
     #[test]
     fn multi_row_inserts_number_their_placeholders_row_by_row() {
         assert_eq!(
-            multi_insert(Backend::Postgres, "INSERT INTO t (a, b) VALUES ", 2, 3),
+            multi_insert("INSERT INTO t (a, b) VALUES ", 2, 3),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
         );
-        assert_eq!(multi_insert(Backend::Postgres, "X ", 1, 1), "X ($1)");
-        assert_eq!(
-            multi_insert(Backend::Sqlite, "X ", 2, 2),
-            "X (?, ?), (?, ?)"
-        );
+        assert_eq!(multi_insert("X ", 1, 1), "X ($1)");
     }
 
     #[test]
