@@ -6,8 +6,9 @@
 //! available, eligible ones. Walking callers globally is what makes an agent in several queues
 //! take the longest-waiting caller across them first.
 //!
-//! A dispatch costs little however many callers wait: queued callers are kept in dispatch
-//! order (`order`), the instants at which a waiting caller needs a look (max wait, escalation,
+//! A dispatch costs little however many callers wait: waiting callers are kept in dispatch
+//! order (`order`; a caller ringing an agent leaves it and, if the ring fails, comes back under
+//! the same key), the instants at which a waiting caller needs a look (max wait, escalation,
 //! a skipped agent becoming eligible again) in a deadline index (`deadlines`), and each queue
 //! knows its members in entry order and how many of them ring. The walk stops as soon as no
 //! agent is available. (An earlier dispatch collected and sorted every waiting caller after
@@ -169,7 +170,8 @@ pub struct Acd {
     pub(super) queues: BTreeMap<String, QueueRuntime>,
     pub(super) agents: BTreeMap<String, AgentRuntime>,
     pub(super) calls: BTreeMap<CallId, CallRecord>,
-    /// Index: every queued caller (waiting or ringing), in dispatch order.
+    /// Index: the waiting callers (not those ringing an agent), in dispatch order. A caller
+    /// whose ring fails comes back under the same key, so it keeps its place.
     order: BTreeSet<(OrderKey, CallId)>,
     /// Index: waiting callers by the instant they next need a look ([`QueueEntry::deadline`]).
     deadlines: BTreeSet<(Instant, CallId)>,
@@ -333,7 +335,6 @@ impl Acd {
     /// Puts a new caller in the queue and the indexes.
     fn insert_queued(&mut self, entry: QueueEntry, now: Instant) {
         let call = entry.call;
-        self.order.insert((entry.order_key(), call));
         if let Some(q) = self.queues.get_mut(&entry.queue) {
             q.members.insert((entry.entered, entry.seq, call));
         }
@@ -387,6 +388,13 @@ impl Acd {
             return;
         };
         entry.skip.retain(|(_, until)| *until > now);
+        // Only waiting callers are in the dispatch order: a walk need not step over the
+        // callers ringing an agent (under load, most of the queue).
+        if entry.is_waiting() {
+            self.order.insert((entry.order_key(), call));
+        } else {
+            self.order.remove(&(entry.order_key(), call));
+        }
         let next = if entry.is_waiting() {
             let max_wait = self
                 .queues
@@ -706,7 +714,12 @@ impl Acd {
         // New settings: max waits and escalations may have moved, skills changed staffing.
         self.staffing_changed = true;
         self.rebuild_agent_indexes();
-        let queued: Vec<CallId> = self.order.iter().map(|(_, call)| *call).collect();
+        let queued: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, record)| matches!(record, CallRecord::Queued(_)))
+            .map(|(call, _)| *call)
+            .collect();
         for call in queued {
             if let Some(CallRecord::Queued(entry)) = self.calls.get_mut(&call)
                 && let Some(config) = self.queues.get(&entry.queue).map(|q| &q.config)
@@ -735,8 +748,11 @@ impl Acd {
                 CallRecord::Connected { .. } => None,
             })
             .collect();
-        let order: BTreeSet<(OrderKey, CallId)> =
-            queued.iter().map(|e| (e.order_key(), e.call)).collect();
+        let order: BTreeSet<(OrderKey, CallId)> = queued
+            .iter()
+            .filter(|e| e.is_waiting())
+            .map(|e| (e.order_key(), e.call))
+            .collect();
         assert_eq!(order, self.order, "order index");
         let mut deadlines = BTreeSet::new();
         for e in &queued {
