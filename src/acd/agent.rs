@@ -46,6 +46,14 @@ impl AgentState {
         }
     }
 
+    /// When this state times out by itself (the ring timeout, the end of wrap-up), if it does.
+    pub fn timeout(&self) -> Option<Instant> {
+        match self {
+            AgentState::Reserved { until, .. } | AgentState::WrapUp { until } => Some(*until),
+            _ => None,
+        }
+    }
+
     /// Logged in for the purpose of "does this queue have agents" (paused agents come back;
     /// unreachable phones may not).
     pub fn is_logged_in(&self) -> bool {

@@ -144,16 +144,8 @@ impl AgentCounts {
     }
 
     /// Agents logged in ([`AgentState::is_logged_in`]).
-    fn logged_in(&self) -> u32 {
+    pub fn logged_in(&self) -> u32 {
         self.available + self.reserved + self.on_call + self.wrap_up + self.paused
-    }
-}
-
-/// When an agent in `state` times out (ring timeout, end of wrap-up), if it can.
-fn agent_deadline(state: &AgentState) -> Option<Instant> {
-    match state {
-        AgentState::Reserved { until, .. } | AgentState::WrapUp { until } => Some(*until),
-        _ => None,
     }
 }
 
@@ -260,10 +252,10 @@ impl Acd {
     /// Moves an agent whose state changed from `previous` to `next` in the agent indexes:
     /// timeouts, the available agents, and its queues' counts.
     fn reindex_agent(&mut self, agent: &str, previous: &AgentState, next: &AgentState) {
-        if let Some(at) = agent_deadline(previous) {
+        if let Some(at) = previous.timeout() {
             self.agent_deadlines.remove(&(at, agent.to_string()));
         }
-        if let Some(at) = agent_deadline(next) {
+        if let Some(at) = next.timeout() {
             self.agent_deadlines.insert((at, agent.to_string()));
         }
         let Some(runtime) = self.agents.get(agent) else {
@@ -291,7 +283,7 @@ impl Acd {
         self.agent_deadlines = self
             .agents
             .iter()
-            .filter_map(|(id, a)| agent_deadline(&a.state).map(|at| (at, id.clone())))
+            .filter_map(|(id, a)| a.state.timeout().map(|at| (at, id.clone())))
             .collect();
         self.idle = self
             .agents
@@ -315,10 +307,6 @@ impl Acd {
     /// Whether `agent` may take a call from `queue` at skill level `level`.
     fn eligible(agent: &AgentRuntime, queue: &Queue, level: u8) -> bool {
         agent.level(&queue.skill) >= level
-    }
-
-    fn logged_in_agents(&self, queue: &str) -> u32 {
-        self.queues.get(queue).map_or(0, |q| q.agents.logged_in())
     }
 
     fn entries_in<'a>(&'a self, queue: &'a str) -> impl Iterator<Item = &'a QueueEntry> + 'a {
@@ -544,10 +532,10 @@ impl Acd {
             }
         }
 
-        // 3. Offers: waiting callers in order, as long as an agent is available.
-        let mut available = self.idle.len();
+        // 3. Offers: waiting callers in order, as long as an agent is available (each offer
+        //    takes its agent out of the idle index).
         let mut cursor: Option<(OrderKey, CallId)> = None;
-        while available > 0 {
+        while !self.idle.is_empty() {
             let next = match &cursor {
                 None => self.order.first(),
                 Some(key) => self
@@ -562,9 +550,10 @@ impl Acd {
             let Some(CallRecord::Queued(entry)) = self.calls.get(&call) else {
                 continue;
             };
-            if !entry.is_waiting() {
-                continue;
-            }
+            debug_assert!(
+                entry.is_waiting(),
+                "{call} rings but is in the dispatch order"
+            );
             let Some(queue) = self.queues.get(&entry.queue) else {
                 continue;
             };
@@ -630,7 +619,6 @@ impl Acd {
                 {
                     continue;
                 }
-                available = available.saturating_sub(1);
                 let order = self.agents.get(&agent).map(|a| a.order);
                 if let Some(q) = self.queues.get_mut(&queue_id) {
                     q.last_rr = order;
@@ -1085,7 +1073,7 @@ impl AcdStore for Acd {
     fn queue_state(&self, queue: &str) -> Option<QueueState> {
         let runtime = self.queues.get(queue)?;
         Some(QueueState {
-            logged_in_agents: self.logged_in_agents(queue),
+            logged_in_agents: runtime.agents.logged_in(),
             waiting_callers: u32::try_from(runtime.members.len()).unwrap_or(u32::MAX),
             // No estimate until one can be trusted (position- and staffing-aware).
             estimated_wait_secs: None,

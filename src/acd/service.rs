@@ -731,7 +731,7 @@ impl AcdService {
                         waiting: stats.waiting,
                         ringing: stats.ringing,
                         longest_wait_secs: stats.longest_wait.map_or(0.0, |d| d.as_secs_f64()),
-                        logged_in: a.available + a.reserved + a.on_call + a.wrap_up + a.paused,
+                        logged_in: a.logged_in(),
                         available: a.available,
                         reserved: a.reserved,
                         on_call: a.on_call,
