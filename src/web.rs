@@ -195,8 +195,7 @@ async fn agent_op(
     use crate::acd::AcdError;
     use crate::acd::service::AgentOp;
     let reason = body.and_then(|Json(b)| b.reason);
-    let op_name = op.clone();
-    let op = match op.as_str() {
+    let action = match op.as_str() {
         "login" => AgentOp::Login,
         "logout" => AgentOp::Logout,
         "pause" => AgentOp::Pause(reason.unwrap_or_else(|| "pause".into())),
@@ -211,9 +210,9 @@ async fn agent_op(
             );
         }
     };
-    match endpoint.acd().agent(&agent, op).await {
+    match endpoint.acd().agent(&agent, action).await {
         Ok(view) => {
-            tracing::info!(agent = %view.id, op = %op_name, state = view.state, "agent changed through the API");
+            tracing::info!(agent = %view.id, %op, state = view.state, "agent changed through the API");
             (StatusCode::OK, Json(json!({ "agent": view })))
         }
         Err(AcdError::UnknownAgent(id)) => (

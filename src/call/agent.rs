@@ -646,17 +646,10 @@ impl CallerLeg {
             return;
         };
         let hung_up = self.agent_legs[index].hung_up_early;
-        if !hung_up {
-            self.agent_legs[index].state = AgentLegState::Connected;
-        }
         self.connected_agent = Some(agent.to_string());
         self.waiting = None;
         self.after_playback = super::AfterPlayback::Nothing;
-        if hung_up {
-            debug!(event = "connected", %agent, "caller connected to an agent who already hung up");
-        } else {
-            debug!(event = "connected", %agent, "caller connected to agent");
-        }
+        debug!(event = "connected", %agent, already_hung_up = hung_up, "caller connected to agent");
         self.emit(crate::events::CallEventKind::Connected {
             agent: agent.to_string(),
         });
@@ -666,6 +659,7 @@ impl CallerLeg {
             return;
         }
         let leg = &mut self.agent_legs[index];
+        leg.state = AgentLegState::Connected;
         if let (Some(port), Some(answer)) = (leg.rtp.take(), leg.answer.clone()) {
             self.bridge_media(port, &answer, now);
         }

@@ -325,9 +325,12 @@ impl CallerLeg {
 
     fn start(&mut self, now: Instant) {
         let config = self.endpoint.config().clone();
-        let caller =
-            crate::logging::caller_display(self.info.from.uri.as_str(), config.show_caller_numbers);
-        debug!(from = %caller, transport = self.flow.transport_name(), "incoming call");
+        // The shortened number is made only when the `debug` line is logged.
+        debug!(
+            from = %crate::logging::caller_display(self.info.from.uri.as_str(), config.show_caller_numbers),
+            transport = self.flow.transport_name(),
+            "incoming call"
+        );
         self.emit(CallEventKind::Incoming {
             transport: self.flow.transport_name().into(),
             dialled: self.facts.dialled.clone(),
@@ -993,12 +996,10 @@ impl CallerLeg {
     /// exceptions): the steps before it are `debug` lines, and the call records hold them all.
     fn report_end(&mut self) {
         let reason = std::mem::take(&mut self.end_reason);
-        let config = self.endpoint.config();
-        let caller =
-            crate::logging::caller_display(self.info.from.uri.as_str(), config.show_caller_numbers);
+        let show = self.endpoint.config().show_caller_numbers;
         info!(
             event = "ended",
-            from = %caller,
+            from = %crate::logging::caller_display(self.info.from.uri.as_str(), show),
             dialled = %self.facts.dialled,
             topic = self.topic.as_deref().unwrap_or("-"),
             agent = self.connected_agent.as_deref().unwrap_or("-"),
