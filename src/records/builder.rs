@@ -202,14 +202,15 @@ impl Builder {
     }
 
     /// The rows `event` makes (none, one queue row, or the call's row at its end).
+    #[cfg(test)]
     pub fn apply(&mut self, event: &CallEvent) -> Vec<Row> {
         let mut rows = Vec::new();
         self.apply_into(event, &mut rows);
         rows
     }
 
-    /// [`Builder::apply`], appending to `rows`: the writer's pending batch takes the rows
-    /// directly, without a vector per event (a queue-routed call sends about nine).
+    /// The rows `event` makes (none, one queue row, or the call's row at its end), appended to
+    /// `rows`: the writer's pending batch takes them directly.
     pub fn apply_into(&mut self, event: &CallEvent, rows: &mut Vec<Row>) {
         let at = event.at;
         let id = &event.call_id;

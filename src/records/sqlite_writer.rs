@@ -19,14 +19,24 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::builder::Row;
-use super::store::to_ms;
+use super::store::{CALLS_COLUMNS, CALLS_INSERT, EVENTS_COLUMNS, EVENTS_INSERT, to_ms};
 
-const CALL_INSERT: &str = "INSERT INTO calls (call_id, started_at_ms, answered_at_ms, \
-    ended_at_ms, transport, dialled, caller, topic, first_queue, final_queue, queued_at_ms, \
-    connected_at_ms, agent, outcome, end_reason, reject_status, wait_ms, talk_ms, rules_version) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const EVENT_INSERT: &str = "INSERT INTO queue_events (at_ms, call_id, queue, agent, kind, \
-    reason, wait_ms, topic, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// The two single-row INSERTs (the store's column lists, one row of `?`), made once when the
+/// thread starts and prepared once per connection (`prepare_cached`).
+struct Inserts {
+    call: String,
+    event: String,
+}
+
+impl Inserts {
+    fn new() -> Inserts {
+        let row = |head: &str, columns: usize| format!("{head}({})", vec!["?"; columns].join(", "));
+        Inserts {
+            call: row(CALLS_INSERT, CALLS_COLUMNS),
+            event: row(EVENTS_INSERT, EVENTS_COLUMNS),
+        }
+    }
+}
 /// As the sqlx connections have it: a writer waits this long for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -72,8 +82,9 @@ impl SqliteWriter {
             .name("records-sqlite".into())
             .spawn(move || {
                 let mut conn = conn;
+                let inserts = Inserts::new();
                 while let Some(job) = rx.blocking_recv() {
-                    let result = write(&mut conn, &job.rows);
+                    let result = write(&mut conn, &inserts, &job.rows);
                     let _ = job.done.send((job.rows, result));
                 }
                 drop(conn);
@@ -130,12 +141,12 @@ impl SqliteWriter {
 }
 
 /// One transaction for the batch; rows in the order given.
-fn write(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
+fn write(conn: &mut Connection, inserts: &Inserts, rows: &[Row]) -> rusqlite::Result<()> {
     // IMMEDIATE: take the write lock at BEGIN, where the busy timeout applies cleanly.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
-        let mut call = tx.prepare_cached(CALL_INSERT)?;
-        let mut event = tx.prepare_cached(EVENT_INSERT)?;
+        let mut call = tx.prepare_cached(&inserts.call)?;
+        let mut event = tx.prepare_cached(&inserts.event)?;
         for row in rows {
             match row {
                 Row::Call(c) => call.execute(params![

@@ -14,14 +14,16 @@ use super::builder::{CallRow, QueueRow, Row};
 use super::sqlite_writer::{self, SqliteWriter};
 use crate::config::Settings;
 
-/// The migrations, oldest first; a new schema version is a new file here (never edit one that
-/// shipped: sqlx checks their checksums).
-const CALLS_INSERT: &str = "INSERT INTO calls (call_id, started_at_ms, answered_at_ms, \
+/// The INSERTs of the two tables up to `VALUES ` (PostgreSQL adds numbered placeholders per
+/// row, [`SqliteWriter`] one row of `?`), with their column counts.
+pub(super) const CALLS_INSERT: &str = "INSERT INTO calls (call_id, started_at_ms, answered_at_ms, \
     ended_at_ms, transport, dialled, caller, topic, first_queue, final_queue, queued_at_ms, \
     connected_at_ms, agent, outcome, end_reason, reject_status, wait_ms, talk_ms, rules_version) \
     VALUES ";
-const EVENTS_INSERT: &str = "INSERT INTO queue_events (at_ms, call_id, queue, agent, kind, \
-    reason, wait_ms, topic, detail) VALUES ";
+pub(super) const CALLS_COLUMNS: usize = 19;
+pub(super) const EVENTS_INSERT: &str = "INSERT INTO queue_events (at_ms, call_id, queue, agent, \
+    kind, reason, wait_ms, topic, detail) VALUES ";
+pub(super) const EVENTS_COLUMNS: usize = 9;
 /// Most rows per statement (powers of two): well under PostgreSQL's 65,535 parameters.
 const CALLS_PER_STATEMENT: usize = 64;
 const EVENTS_PER_STATEMENT: usize = 128;
@@ -106,6 +108,8 @@ pub struct Store {
     pub location: String,
 }
 
+/// The migrations, oldest first; a new schema version is a new file here (never edit one that
+/// shipped: sqlx checks their checksums).
 fn migrator() -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
@@ -259,7 +263,7 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         for chunk in statement_chunks(&calls, CALLS_PER_STATEMENT) {
-            let sql = multi_insert(CALLS_INSERT, 19, chunk.len());
+            let sql = multi_insert(CALLS_INSERT, CALLS_COLUMNS, chunk.len());
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for c in chunk {
                 query = query
@@ -286,7 +290,7 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         for chunk in statement_chunks(&events, EVENTS_PER_STATEMENT) {
-            let sql = multi_insert(EVENTS_INSERT, 9, chunk.len());
+            let sql = multi_insert(EVENTS_INSERT, EVENTS_COLUMNS, chunk.len());
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for q in chunk {
                 query = query
