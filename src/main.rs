@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use zentrale::config::{LogFormat, Settings};
+use zentrale::rules::{self, Severity};
 
 /// mimalloc instead of glibc's malloc: a call allocates and frees many small buffers across
 /// threads (SIP messages, headers, events), and glibc's allocator took ~20 % of the engine's
@@ -28,7 +29,6 @@ fn keep_freed_memory() {
     // and documents setting them at run time as supported. No pointers are involved.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
-use zentrale::rules::{self, Severity};
 
 /// Exit code for a configuration (or logging set-up) error.
 const EXIT_CONFIG: u8 = 2;

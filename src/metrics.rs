@@ -930,8 +930,6 @@ fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// The metrics task: applies every call event until the bus closes or the engine stops. Never
-/// slows a publisher: if it falls behind, the lost events are counted and it carries on.
 /// How often the metrics task counts the call events that came in meanwhile (the bus holds
 /// [`crate::events::BUS_CAPACITY`] events per subscriber: 4,096 in 20 ms is far beyond any
 /// call rate the engine reaches).
@@ -963,8 +961,9 @@ impl Metrics {
     }
 }
 
-/// Counts the call events on `events` until shutdown: every [`DRAIN_EVERY`], and at every
-/// scrape ([`Metrics::render`]).
+/// The metrics task: counts the call events on `events` until the bus closes or the engine
+/// stops, every [`DRAIN_EVERY`] and at every scrape ([`Metrics::render`]). Never slows a
+/// publisher: if it falls behind, the lost events are counted and it carries on.
 pub async fn run(
     metrics: Arc<Metrics>,
     events: broadcast::Receiver<Arc<CallEvent>>,
