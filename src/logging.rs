@@ -13,6 +13,8 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogFormat, LogSettings};
 
+mod json;
+
 /// While lines come, the writer thread writes them out this often (a line waits at most this
 /// long); when none came since its last pass, it sleeps until the next line wakes it.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
@@ -166,9 +168,8 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
+            .fmt_fields(json::JsonFields)
+            .event_format(json::JsonLines)
             .try_init(),
     };
     result.map_err(|e| format!("cannot set up logging: {e}"))?;

@@ -389,14 +389,18 @@ impl AcdService {
     /// Runs until every handle is dropped.
     pub async fn run(mut self, inbox: AcdInbox) {
         let mut rx = inbox.0;
+        // One timer, moved only when the next deadline changes.
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             let deadline = self.acd.next_deadline();
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => std::future::pending().await,
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    sleep.as_mut().reset(tokio::time::Instant::from_std(at));
                 }
-            };
+                armed = deadline;
+            }
             tokio::select! {
                 command = rx.recv() => match command {
                     Some((sent, command)) => {
@@ -413,7 +417,8 @@ impl AcdService {
                     }
                     None => break,
                 },
-                _ = sleep => {
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
                     let now = Instant::now();
                     // Timeouts free agents (wrap-up over, ring timed out) or widen a caller's
                     // pool (escalation): either way an agent became usable.
