@@ -16,7 +16,6 @@ fn record_routes(headers: &Headers) -> Vec<Bytes> {
         .all(&HeaderName::RecordRoute)
         .flat_map(|v| {
             split_commas(v)
-                .into_iter()
                 .map(Bytes::copy_from_slice)
                 .collect::<Vec<_>>()
         })

@@ -24,35 +24,57 @@ impl Via {
     }
 }
 
-/// Splits a header value at commas that are not inside quotes or angle brackets.
-pub fn split_commas(value: &[u8]) -> Vec<&[u8]> {
-    let mut parts = Vec::new();
-    let (mut quoted, mut angle, mut escaped) = (false, false, false);
-    let mut start = 0;
-    for (i, &b) in value.iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match b {
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b'<' if !quoted => angle = true,
-            b'>' if !quoted => angle = false,
-            b',' if !quoted && !angle => {
-                parts.push(trim(&value[start..i]));
-                start = i + 1;
-            }
-            _ => {}
-        }
+/// Splits a header value at commas that are not inside quotes or angle brackets (an iterator:
+/// most values have one part, and parsing every request's Via went through here).
+pub fn split_commas(value: &[u8]) -> CommaParts<'_> {
+    CommaParts {
+        value,
+        start: 0,
+        done: false,
     }
-    parts.push(trim(&value[start..]));
-    parts
+}
+
+/// The parts of a comma-separated header value, trimmed (see [`split_commas`]).
+pub struct CommaParts<'a> {
+    value: &'a [u8],
+    start: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for CommaParts<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        let rest = &self.value[self.start..];
+        let (mut quoted, mut angle, mut escaped) = (false, false, false);
+        for (i, &b) in rest.iter().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match b {
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                b'<' if !quoted => angle = true,
+                b'>' if !quoted => angle = false,
+                b',' if !quoted && !angle => {
+                    self.start += i + 1;
+                    return Some(trim(&rest[..i]));
+                }
+                _ => {}
+            }
+        }
+        self.done = true;
+        Some(trim(rest))
+    }
 }
 
 /// Parses all Via values of one header line.
 pub fn parse_via_list(value: &[u8]) -> Option<Vec<Via>> {
-    split_commas(value).into_iter().map(parse_via).collect()
+    split_commas(value).map(parse_via).collect()
 }
 
 /// `sent-protocol LWS sent-by *( SEMI via-params )`; LWS is allowed around `/`, `;`, `=` and `:`.
@@ -342,7 +364,6 @@ pub fn unescape(s: &str) -> String {
 /// Comma-separated option tags (Require, Supported, …), lower-cased.
 pub fn option_tags(value: &[u8]) -> Vec<String> {
     split_commas(value)
-        .into_iter()
         .filter(|t| !t.is_empty())
         .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase())
         .collect()

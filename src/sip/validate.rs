@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use super::headers::{
-    NameAddr, Via, parse_cseq, parse_max_forwards, parse_name_addr, parse_via_list,
+    NameAddr, Via, parse_cseq, parse_max_forwards, parse_name_addr, parse_via, split_commas,
 };
 use super::message::{HeaderName, Method, Request};
 
@@ -82,9 +82,11 @@ pub fn check_request(request: &Request) -> Result<RequestInfo, Invalid> {
     }
     let mut vias = Vec::with_capacity(4);
     for value in headers.all(&HeaderName::Via) {
-        match parse_via_list(value) {
-            Some(list) => vias.extend(list),
-            None => return Err(reject(400, "Malformed Via header")),
+        for part in split_commas(value) {
+            match parse_via(part) {
+                Some(via) => vias.push(via),
+                None => return Err(reject(400, "Malformed Via header")),
+            }
         }
     }
     let field = |name: &HeaderName| headers.get(name).cloned().unwrap_or_default();
