@@ -120,11 +120,18 @@ pub enum AcdCommand {
     },
 }
 
+/// What an agent's views share until the rules change.
+struct ViewParts {
+    id: Arc<str>,
+    name: Arc<str>,
+    queues: Arc<[String]>,
+}
+
 /// One agent as the API and dashboard show it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AgentView {
-    pub id: String,
-    pub name: String,
+    pub id: Arc<str>,
+    pub name: Arc<str>,
     pub state: &'static str,
     /// Pause reason, if paused.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,7 +142,7 @@ pub struct AgentView {
     /// Seconds in the current state (as of `entered`; [`AgentView::fresh`] brings it up to
     /// date).
     pub since_secs: u64,
-    pub queues: Vec<String>,
+    pub queues: Arc<[String]>,
     /// When the agent entered its state.
     #[serde(skip)]
     pub entered: Option<Instant>,
@@ -342,6 +349,8 @@ pub struct AcdService {
     /// The agents' view slots (see [`AcdSnapshot::agents`]), with each agent's index.
     views: Arc<Vec<ArcSwap<AgentView>>>,
     view_index: HashMap<String, usize>,
+    /// The parts of each agent's view that only new rules change, shared by all its views.
+    parts: HashMap<String, ViewParts>,
     /// Shared with the handles: the longest wait of a command (see [`AcdHandle::take_max_wait`]).
     max_wait_us: Arc<AtomicU64>,
 }
@@ -381,6 +390,7 @@ impl AcdService {
             changed: None,
             views: Default::default(),
             view_index: HashMap::new(),
+            parts: HashMap::new(),
             max_wait_us,
         };
         service.publish(now);
@@ -548,6 +558,7 @@ impl AcdService {
                 }
                 self.rules_version = rules_version;
                 self.changed = None;
+                self.parts.clear();
                 Ok(decisions)
             }
             AcdCommand::Agent { agent, op, reply } => {
@@ -723,7 +734,7 @@ impl AcdService {
         }
     }
 
-    fn agent_view(&self, id: &str, now: Instant) -> Option<AgentView> {
+    fn agent_view(&mut self, id: &str, now: Instant) -> Option<AgentView> {
         // The ACD's own copy of the rules: agents it retired are no longer shown.
         let agent = &self
             .acd
@@ -732,22 +743,31 @@ impl AcdService {
             .filter(|_| !self.acd.is_retired(id))?
             .config;
         let state = self.acd.agent_state(id)?;
-        let queues = self
-            .acd
-            .queues
-            .values()
-            .map(|q| &q.config)
-            .filter(|q| {
-                agent
-                    .skills
-                    .get(&q.skill)
-                    .is_some_and(|l| *l >= q.min_level)
-            })
-            .map(|q| q.id.clone())
-            .collect();
+        if !self.parts.contains_key(id) {
+            let queues: Vec<String> = self
+                .acd
+                .queues
+                .values()
+                .map(|q| &q.config)
+                .filter(|q| {
+                    agent
+                        .skills
+                        .get(&q.skill)
+                        .is_some_and(|l| *l >= q.min_level)
+                })
+                .map(|q| q.id.clone())
+                .collect();
+            let parts = ViewParts {
+                id: id.into(),
+                name: agent.name.as_str().into(),
+                queues: queues.into(),
+            };
+            self.parts.insert(id.to_string(), parts);
+        }
+        let parts = self.parts.get(id)?;
         Some(AgentView {
-            id: id.to_string(),
-            name: agent.name.clone(),
+            id: parts.id.clone(),
+            name: parts.name.clone(),
             state: state.name(),
             reason: pause_reason(&state),
             call: state.call().map(|c| c.to_string()),
@@ -755,7 +775,7 @@ impl AcdService {
                 .since
                 .get(id)
                 .map_or(0, |t| now.saturating_duration_since(*t).as_secs()),
-            queues,
+            queues: parts.queues.clone(),
             entered: self.since.get(id).copied(),
         })
     }
@@ -790,24 +810,23 @@ impl AcdService {
         // hundreds of agents, rebuilding all views per batch was the ACD's main cost).
         match self.changed.take() {
             None => {
-                let views: Vec<ArcSwap<AgentView>> = self
-                    .acd
-                    .agents
-                    .keys()
+                let ids: Vec<String> = self.acd.agents.keys().cloned().collect();
+                let views: Vec<ArcSwap<AgentView>> = ids
+                    .iter()
                     .filter_map(|id| self.agent_view(id, now))
                     .map(ArcSwap::from_pointee)
                     .collect();
                 self.view_index = views
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| (v.load().id.clone(), i))
+                    .map(|(i, v)| (v.load().id.to_string(), i))
                     .collect();
                 self.views = Arc::new(views);
             }
             Some(changed) => {
                 for id in changed {
-                    if let (Some(&i), Some(view)) =
-                        (self.view_index.get(&id), self.agent_view(&id, now))
+                    if let Some(&i) = self.view_index.get(&id)
+                        && let Some(view) = self.agent_view(&id, now)
                         && let Some(slot) = self.views.get(i)
                     {
                         slot.store(Arc::new(view));
