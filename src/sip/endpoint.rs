@@ -545,10 +545,11 @@ impl Endpoint {
             );
             return;
         }
-        // Overloaded: the calls already in need the CPU to finish; this caller tries again later
-        // (or elsewhere). A retransmission of this INVITE gets the same answer (and counts
-        // again) while the overload lasts, as at the call limit.
-        if self.overload.is_overloaded() {
+        // Overloaded, and over the share of calls the guard takes meanwhile: the calls already
+        // in need the CPU to finish; this caller tries again later (or elsewhere). A
+        // retransmission of this INVITE may get the same answer (and counts again), as at the
+        // call limit.
+        if !self.overload.admit() {
             drop(map);
             self.stats.shed_overloaded.fetch_add(1, Ordering::Relaxed);
             self.respond_unavailable(&request, "Service Unavailable (overloaded)", &flow);
