@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(admitted(&f.flag, 100), 0, "just overloaded: none");
         // Ticks on time: the share grows by 1 % per tick (the smoothed lag is still high, so
         // the engine stays overloaded).
-        f.ticks(24, 0 * MS);
+        f.ticks(24, Duration::ZERO);
         let share = f.detector.share();
         assert!((share - 0.24).abs() < 1e-9, "{share}");
         // The credit takes exactly that share, spread out: 24 of every 100.
@@ -485,7 +485,7 @@ mod tests {
         let lower = f.detector.share();
         assert!((lower - share * 0.9_f64.powf(4.5)).abs() < 1e-9, "{lower}");
         // Calm for long enough: overload over, every call again.
-        f.ticks(300, 0 * MS);
+        f.ticks(300, Duration::ZERO);
         assert!(!f.flag.is_overloaded());
         assert_eq!(f.detector.share(), 1.0);
         assert_eq!(admitted(&f.flag, 100), 100);
