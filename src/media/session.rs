@@ -274,7 +274,15 @@ async fn run(
         let due = tokio::time::Instant::from_std(sender.next_due());
         tokio::select! {
             biased;
-            _ = tokio::time::sleep_until(due) => {
+            // A frame already due (the first one, at once) goes out without a timer: a timer
+            // due within the runtime's next millisecond wakes the thread parked on the I/O
+            // driver (an eventfd write and a context switch), which the start of every call's
+            // media paid (0.67 wake-ups per call at 4,000 calls/s).
+            () = async {
+                if due > tokio::time::Instant::now() {
+                    tokio::time::sleep_until(due).await;
+                }
+            } => {
                 let now = Instant::now();
                 let finished = player.next_frame(&mut frame);
                 let packet = sender.packet(now, &frame);
