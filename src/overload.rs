@@ -90,13 +90,17 @@ impl OverloadFlag {
         if share == 0 {
             return false;
         }
-        let credit = self.credit.fetch_add(share, Ordering::Relaxed) + share;
-        if credit >= ADMIT_ONE {
-            self.credit.fetch_sub(ADMIT_ONE, Ordering::Relaxed);
-            true
-        } else {
-            false
-        }
+        // One atomic update: two receive tasks may take INVITEs at the same time, and a
+        // separate add and subtract could both spend the same credit (and wrap it around).
+        let mut admitted = false;
+        let _ = self
+            .credit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |credit| {
+                let credit = credit.saturating_add(share);
+                admitted = credit >= ADMIT_ONE;
+                Some(if admitted { credit - ADMIT_ONE } else { credit })
+            });
+        admitted
     }
 
     fn set(&self, overloaded: bool) {
@@ -489,6 +493,22 @@ mod tests {
         assert!(!f.flag.is_overloaded());
         assert_eq!(f.detector.share(), 1.0);
         assert_eq!(admitted(&f.flag, 100), 100);
+    }
+
+    #[test]
+    fn threads_taking_calls_at_once_take_exactly_the_share() {
+        let mut f = Fixture::new(50 * MS);
+        f.ticks(20, 400 * MS);
+        f.ticks(25, Duration::ZERO);
+        assert!((f.detector.share() - 0.25).abs() < 1e-9);
+        let flag = f.flag.clone();
+        let taken: usize = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| admitted(&flag, 10_000)))
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("thread")).sum()
+        });
+        assert_eq!(taken, 10_000, "a quarter of 40,000");
     }
 
     #[test]
