@@ -22,8 +22,10 @@
 //!   `ZENTRALE_*` environment variables.
 //! - [`reload`] — hot reload of the routing rules (file watch, SIGHUP, API) with atomic swap.
 //! - [`overload`] — the overload guard: a probe measures how far the engine runs behind, a
-//!   detector with hysteresis decides when new calls get `503` so the running ones can finish.
+//!   detector with hysteresis decides when new calls get `503` (all but the share the engine
+//!   can finish) so the running ones can finish.
 //! - [`shutdown`] — the graceful-shutdown signal every task watches.
+//! - [`timer`] — one runtime timer per task, moved when the task's next deadline changes.
 //! - [`server`] — wires the parts together for `zentrale serve`.
 //! - [`logging`] — tracing set-up (human or JSON lines).
 //! - [`web`] — HTTP: `/healthz` today; metrics, admin API and dashboard later.
@@ -42,4 +44,5 @@ pub mod rules;
 pub mod server;
 pub mod shutdown;
 pub mod sip;
+pub mod timer;
 pub mod web;

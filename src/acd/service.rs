@@ -418,25 +418,16 @@ impl AcdService {
     /// quarter of its work. Agent operations and new rules are published at once.
     pub async fn run(mut self, inbox: AcdInbox) {
         let mut rx = inbox.0;
-        // One timer, moved only when the next deadline changes.
-        let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
-        tokio::pin!(sleep);
-        let mut armed: Option<Instant> = None;
+        let mut timer = crate::timer::DeadlineTimer::default();
         let mut published = Instant::now();
         // Changes not yet in the snapshot.
         let mut dirty = false;
         loop {
             let publish_due = dirty.then(|| published + PUBLISH_EVERY);
-            let deadline = match (self.acd.next_deadline(), publish_due) {
+            timer.set(match (self.acd.next_deadline(), publish_due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
-            };
-            if deadline != armed {
-                if let Some(at) = deadline {
-                    sleep.as_mut().reset(tokio::time::Instant::from_std(at));
-                }
-                armed = deadline;
-            }
+            });
             let now = tokio::select! {
                 command = rx.recv() => match command {
                     Some((sent, command)) => {
@@ -452,18 +443,15 @@ impl AcdService {
                             self.handle(command, now);
                         }
                         dirty = true;
-                        if !urgent {
-                            // Publish later if the last snapshot is too recent.
-                            if now.saturating_duration_since(published) < PUBLISH_EVERY {
-                                continue;
-                            }
+                        // Publish later (the timer) if the last snapshot is too recent.
+                        if !urgent && now.saturating_duration_since(published) < PUBLISH_EVERY {
+                            continue;
                         }
                         now
                     }
                     None => break,
                 },
-                () = &mut sleep, if armed.is_some() => {
-                    armed = None;
+                () = timer.fired(), if timer.is_armed() => {
                     let now = Instant::now();
                     // Timeouts free agents (wrap-up over, ring timed out) or widen a caller's
                     // pool (escalation): either way an agent became usable.

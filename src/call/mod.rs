@@ -253,11 +253,7 @@ impl CallerLeg {
         self.start(Instant::now());
         let mut media_events: Option<mpsc::Receiver<MediaEvent>> = None;
         let mut acd_notices: Option<mpsc::UnboundedReceiver<AcdNotice>> = None;
-        // One timer for the task's life, moved only when the next deadline changes (a new
-        // `sleep_until` per loop pass registered and removed a timer entry for every message).
-        let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
-        tokio::pin!(sleep);
-        let mut armed: Option<Instant> = None;
+        let mut timer = crate::timer::DeadlineTimer::default();
         // Agent legs may still be cancelling or saying goodbye after the caller is gone.
         let mut ended_reported = false;
         while self.state != LegState::Ended || self.agent_legs.iter().any(|l| l.busy()) {
@@ -285,23 +281,13 @@ impl CallerLeg {
                     None => std::future::pending().await,
                 }
             };
-            let deadline = self.next_deadline();
-            if deadline != armed {
-                if let Some(at) = deadline {
-                    sleep.as_mut().reset(tokio::time::Instant::from_std(at));
-                }
-                armed = deadline;
-            }
+            timer.set(self.next_deadline());
             tokio::select! {
                 input = rx.recv() => match input {
                     Some(input) => self.on_input(input, Instant::now()),
                     None => break,
                 },
-                () = &mut sleep, if armed.is_some() => {
-                    // Fired: re-armed on the next pass, even for the same deadline.
-                    armed = None;
-                    self.on_timers(Instant::now());
-                }
+                () = timer.fired(), if timer.is_armed() => self.on_timers(Instant::now()),
                 Some(event) = media_event => self.on_media_event(event, Instant::now()),
                 Some(notice) = acd_notice => self.on_acd_notice(notice, Instant::now()),
                 _ = shutdown.hangup(), if !self.hangup_requested => {
