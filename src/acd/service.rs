@@ -120,13 +120,6 @@ pub enum AcdCommand {
     },
 }
 
-/// What an agent's views share until the rules change.
-struct ViewParts {
-    id: Arc<str>,
-    name: Arc<str>,
-    queues: Arc<[String]>,
-}
-
 /// One agent as the API and dashboard show it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AgentView {
@@ -349,8 +342,6 @@ pub struct AcdService {
     /// The agents' view slots (see [`AcdSnapshot::agents`]), with each agent's index.
     views: Arc<Vec<ArcSwap<AgentView>>>,
     view_index: HashMap<String, usize>,
-    /// The parts of each agent's view that only new rules change, shared by all its views.
-    parts: HashMap<String, ViewParts>,
     /// Shared with the handles: the longest wait of a command (see [`AcdHandle::take_max_wait`]).
     max_wait_us: Arc<AtomicU64>,
 }
@@ -390,7 +381,6 @@ impl AcdService {
             changed: None,
             views: Default::default(),
             view_index: HashMap::new(),
-            parts: HashMap::new(),
             max_wait_us,
         };
         service.publish(now);
@@ -546,14 +536,13 @@ impl AcdService {
                 }
                 self.rules_version = rules_version;
                 self.changed = None;
-                self.parts.clear();
                 Ok(decisions)
             }
             AcdCommand::Agent { agent, op, reply } => {
                 let result = self.agent_op(&agent, op, now);
                 let answer = match &result {
                     Ok(_) => self
-                        .agent_view(&agent, now)
+                        .agent_view(&agent, now, None)
                         .ok_or_else(|| AcdError::UnknownAgent(agent.clone())),
                     Err(e) => Err(e.clone()),
                 };
@@ -722,7 +711,14 @@ impl AcdService {
         }
     }
 
-    fn agent_view(&mut self, id: &str, now: Instant) -> Option<AgentView> {
+    /// The agent's view now. Its id, name and queue list change only with the rules: they are
+    /// taken (shared) from `previous`, the agent's last view, when there is one.
+    fn agent_view(
+        &self,
+        id: &str,
+        now: Instant,
+        previous: Option<&AgentView>,
+    ) -> Option<AgentView> {
         // The ACD's own copy of the rules: agents it retired are no longer shown.
         let agent = &self
             .acd
@@ -731,40 +727,37 @@ impl AcdService {
             .filter(|_| !self.acd.is_retired(id))?
             .config;
         let state = self.acd.agent_state(id)?;
-        if !self.parts.contains_key(id) {
-            let queues: Vec<String> = self
-                .acd
-                .queues
-                .values()
-                .map(|q| &q.config)
-                .filter(|q| {
-                    agent
-                        .skills
-                        .get(&q.skill)
-                        .is_some_and(|l| *l >= q.min_level)
-                })
-                .map(|q| q.id.clone())
-                .collect();
-            let parts = ViewParts {
-                id: id.into(),
-                name: agent.name.as_str().into(),
-                queues: queues.into(),
-            };
-            self.parts.insert(id.to_string(), parts);
-        }
-        let parts = self.parts.get(id)?;
+        let (id, name, queues) = match previous {
+            Some(view) => (view.id.clone(), view.name.clone(), view.queues.clone()),
+            None => {
+                let queues: Vec<String> = self
+                    .acd
+                    .queues
+                    .values()
+                    .map(|q| &q.config)
+                    .filter(|q| {
+                        agent
+                            .skills
+                            .get(&q.skill)
+                            .is_some_and(|l| *l >= q.min_level)
+                    })
+                    .map(|q| q.id.clone())
+                    .collect();
+                (id.into(), agent.name.as_str().into(), queues.into())
+            }
+        };
         Some(AgentView {
-            id: parts.id.clone(),
-            name: parts.name.clone(),
             state: state.name(),
             reason: pause_reason(&state),
             call: state.call().map(|c| c.to_string()),
             since_secs: self
                 .since
-                .get(id)
+                .get(&*id)
                 .map_or(0, |t| now.saturating_duration_since(*t).as_secs()),
-            queues: parts.queues.clone(),
-            entered: self.since.get(id).copied(),
+            entered: self.since.get(&*id).copied(),
+            id,
+            name,
+            queues,
         })
     }
 
@@ -798,10 +791,11 @@ impl AcdService {
         // hundreds of agents, rebuilding all views per batch was the ACD's main cost).
         match self.changed.take() {
             None => {
-                let ids: Vec<String> = self.acd.agents.keys().cloned().collect();
-                let views: Vec<ArcSwap<AgentView>> = ids
-                    .iter()
-                    .filter_map(|id| self.agent_view(id, now))
+                let views: Vec<ArcSwap<AgentView>> = self
+                    .acd
+                    .agents
+                    .keys()
+                    .filter_map(|id| self.agent_view(id, now, None))
                     .map(ArcSwap::from_pointee)
                     .collect();
                 self.view_index = views
@@ -814,8 +808,8 @@ impl AcdService {
             Some(changed) => {
                 for id in changed {
                     if let Some(&i) = self.view_index.get(&id)
-                        && let Some(view) = self.agent_view(&id, now)
                         && let Some(slot) = self.views.get(i)
+                        && let Some(view) = self.agent_view(&id, now, Some(&slot.load()))
                     {
                         slot.store(Arc::new(view));
                     }
