@@ -709,7 +709,7 @@ proptest! {
         for m in &mutations {
             apply(&mut value, m);
         }
-        let _ = parse_via_list(&value);
+        let _ = parse_via_list(&value).collect::<Option<Vec<_>>>();
         let _ = parse_name_addr(&value);
         let _ = parse_cseq(&value);
         let _ = parse_max_forwards(&value);

@@ -72,9 +72,9 @@ impl<'a> Iterator for CommaParts<'a> {
     }
 }
 
-/// Parses all Via values of one header line.
-pub fn parse_via_list(value: &[u8]) -> Option<Vec<Via>> {
-    split_commas(value).map(parse_via).collect()
+/// Parses the Via values of one header line, one by one (`None` for a malformed one).
+pub fn parse_via_list(value: &[u8]) -> impl Iterator<Item = Option<Via>> + '_ {
+    split_commas(value).map(parse_via)
 }
 
 /// `sent-protocol LWS sent-by *( SEMI via-params )`; LWS is allowed around `/`, `;`, `=` and `:`.
@@ -384,6 +384,7 @@ mod tests {
             b"SIP  / 2.0  / TCP     spindle.example.com   ;   branch  =   z9hG4bK9ikj8  , \
               SIP  /    2.0   / UDP  192.168.255.111   ; branch= z9hG4bK30239",
         )
+        .collect::<Option<Vec<_>>>()
         .expect("list");
         assert_eq!(list.len(), 2);
         assert_eq!(list[1].rfc3261_branch(), Some("z9hG4bK30239"));
@@ -396,7 +397,11 @@ mod tests {
         assert_eq!(v.port, Some(5070));
         assert!(v.rport);
         assert!(parse_via(b"SIP/2.0/UDP 192.0.2.15;;,;,,").is_none());
-        assert!(parse_via_list(b"SIP/2.0/UDP 192.0.2.15;;,;,,").is_none());
+        assert!(
+            parse_via_list(b"SIP/2.0/UDP 192.0.2.15;;,;,,")
+                .collect::<Option<Vec<_>>>()
+                .is_none()
+        );
         assert!(parse_via(b"SIP/2.0/UDP").is_none());
     }
 

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use super::headers::{
-    NameAddr, Via, parse_cseq, parse_max_forwards, parse_name_addr, parse_via, split_commas,
+    NameAddr, Via, parse_cseq, parse_max_forwards, parse_name_addr, parse_via_list,
 };
 use super::message::{HeaderName, Method, Request};
 
@@ -82,8 +82,8 @@ pub fn check_request(request: &Request) -> Result<RequestInfo, Invalid> {
     }
     let mut vias = Vec::with_capacity(4);
     for value in headers.all(&HeaderName::Via) {
-        for part in split_commas(value) {
-            match parse_via(part) {
+        for via in parse_via_list(value) {
+            match via {
                 Some(via) => vias.push(via),
                 None => return Err(reject(400, "Malformed Via header")),
             }
