@@ -132,14 +132,20 @@ struct Lingering {
     previous: HashMap<Bytes, LingeringCall>,
     /// When `current` began.
     since: Instant,
+    /// How long a generation takes entries (64·T1).
+    linger: Duration,
+    /// Most entries in both generations.
+    max: usize,
 }
 
 impl Lingering {
-    fn new(now: Instant) -> Self {
+    fn new(now: Instant, linger: Duration, max: usize) -> Self {
         Lingering {
             current: HashMap::new(),
             previous: HashMap::new(),
             since: now,
+            linger,
+            max,
         }
     }
 
@@ -164,11 +170,11 @@ impl Lingering {
         call_id: Bytes,
         call: LingeringCall,
         now: Instant,
-        linger: Duration,
-        max: usize,
     ) -> Option<HashMap<Bytes, LingeringCall>> {
         let mut expired = None;
-        if now.saturating_duration_since(self.since) >= linger || self.current.len() >= max / 2 {
+        if now.saturating_duration_since(self.since) >= self.linger
+            || self.current.len() >= self.max / 2
+        {
             // Sized like the generation before it: a steady call rate never grows the map.
             let next = HashMap::with_capacity(self.current.len());
             let previous = std::mem::replace(&mut self.current, next);
@@ -224,13 +230,18 @@ impl Endpoint {
         acd: AcdHandle,
         registrar: Arc<Registrar>,
     ) -> Arc<Self> {
+        let lingering = Mutex::new(Lingering::new(
+            Instant::now(),
+            config.timers.timeout_64t1(),
+            MAX_LINGERING,
+        ));
         Arc::new(Endpoint {
             acd,
             config,
             rules,
             transports,
             calls: CallTable::new(),
-            lingering: Mutex::new(Lingering::new(Instant::now())),
+            lingering,
             shutdown,
             rtp,
             media_stats: Arc::new(MediaStats::default()),
@@ -637,11 +648,8 @@ impl Endpoint {
         let Some(entry) = linger else { return };
         // An owned copy: the key must not keep the INVITE's buffer alive.
         let key = Bytes::copy_from_slice(call_id);
-        let linger_time = self.config.timers.timeout_64t1();
         let expired = match self.lingering.lock() {
-            Ok(mut lingering) => {
-                lingering.insert(key, entry, Instant::now(), linger_time, MAX_LINGERING)
-            }
+            Ok(mut lingering) => lingering.insert(key, entry, Instant::now()),
             Err(_) => return,
         };
         // Tens of thousands of entries at high call rates: freed on a blocking thread, not on

@@ -375,26 +375,20 @@ mod lingering {
     #[test]
     fn an_entry_is_found_for_its_linger_time_and_not_after() {
         let t0 = Instant::now();
-        let mut l = Lingering::new(t0);
-        assert!(
-            l.insert(id(1), entry(t0 + LINGER), t0, LINGER, 1000)
-                .is_none()
-        );
+        let mut l = Lingering::new(t0, LINGER, 1000);
+        assert!(l.insert(id(1), entry(t0 + LINGER), t0).is_none());
         // A second generation starts after a linger time; the first entry is still found
         // until its own time is up.
         let t1 = t0 + Duration::from_secs(20);
-        l.insert(id(2), entry(t1 + LINGER), t1, LINGER, 1000);
+        l.insert(id(2), entry(t1 + LINGER), t1);
         let t2 = t0 + Duration::from_secs(33);
-        assert!(
-            l.insert(id(3), entry(t2 + LINGER), t2, LINGER, 1000)
-                .is_none()
-        );
+        assert!(l.insert(id(3), entry(t2 + LINGER), t2).is_none());
         assert!(l.get(&id(1), t2).is_none(), "expired");
         assert!(l.get(&id(2), t2).is_some(), "in the previous generation");
         assert!(l.get(&id(3), t2).is_some());
         // The next generation change drops the one holding 1 and 2, both expired by then.
         let t3 = t2 + LINGER;
-        let dropped = l.insert(id(4), entry(t3 + LINGER), t3, LINGER, 1000);
+        let dropped = l.insert(id(4), entry(t3 + LINGER), t3);
         assert_eq!(dropped.map(|m| m.len()), Some(2));
         assert!(l.get(&id(2), t3).is_none());
         assert!(l.get(&id(3), t3).is_none(), "expired at t3 exactly");
@@ -406,12 +400,12 @@ mod lingering {
     #[test]
     fn a_flood_of_ended_calls_stays_within_the_bound() {
         let t0 = Instant::now();
-        let mut l = Lingering::new(t0);
+        let mut l = Lingering::new(t0, LINGER, 1000);
         let mut dropped = 0;
         for n in 0..10_000 {
             let now = t0 + Duration::from_micros(n as u64);
             dropped += l
-                .insert(id(n), entry(now + LINGER), now, LINGER, 1000)
+                .insert(id(n), entry(now + LINGER), now)
                 .map_or(0, |m| m.len());
             assert!(l.len() <= 1000, "{} entries", l.len());
         }
