@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -79,7 +81,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             t2: sip.t2(),
             t4: sip.t4(),
         },
-        user_agent: sip.user_agent.clone(),
+        user_agent: Bytes::from(sip.user_agent.clone()),
         advertised,
         answer_delay: Duration::from_millis(sip.answer_delay_ms),
         session_expires_secs: sip.session_expires_secs,

@@ -102,7 +102,7 @@ fn check_request_path(request: &Request) -> Result<(), TestCaseError> {
                     );
                     check_answer(request, answer.status, &answer.reason)?;
                 }
-                Verdict::NewCall | Verdict::Absorb => {}
+                Verdict::NewCall { .. } | Verdict::Absorb => {}
             }
         }
         Err(Invalid::Reject(status, reason)) => {

@@ -20,7 +20,7 @@ use crate::shutdown::Shutdown;
 use crate::sip::endpoint::Endpoint;
 use crate::sip::headers::contact_socket_addr;
 use crate::sip::message::{HeaderName, Headers, Method, Request, write_request};
-use crate::sip::reply::random_token;
+use crate::sip::reply::{random_token, via_value};
 use crate::sip::transaction::{Action, NonInviteClient};
 use crate::sip::transport::Flow;
 
@@ -138,14 +138,7 @@ fn set_reachable(endpoint: &Endpoint, agent: &str, reachable: bool) {
 fn options(endpoint: &Endpoint, uri: &str, call_id: &Bytes) -> Bytes {
     let config = endpoint.config();
     let mut headers = Headers(Vec::with_capacity(8));
-    headers.push(
-        HeaderName::Via,
-        Bytes::from(format!(
-            "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
-            config.advertised,
-            random_token()
-        )),
-    );
+    headers.push(HeaderName::Via, via_value("UDP", config.advertised));
     headers.push(HeaderName::MaxForwards, Bytes::from_static(b"70"));
     headers.push(
         HeaderName::From,
@@ -160,7 +153,7 @@ fn options(endpoint: &Endpoint, uri: &str, call_id: &Bytes) -> Bytes {
     headers.push(HeaderName::CSeq, Bytes::from_static(b"1 OPTIONS"));
     headers.push(
         HeaderName::Other("User-Agent".into()),
-        Bytes::from(config.user_agent.clone()),
+        config.user_agent.clone(),
     );
     write_request(&Request {
         method: Method::Options,

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use tracing::{debug, info, warn};
 
 use super::CallerLeg;
@@ -22,7 +22,7 @@ use crate::media::prompts::Law;
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer};
 use crate::sip::message::{HeaderName, Headers, Method, Request, Response, write_request};
-use crate::sip::reply::{ALLOW, random_token};
+use crate::sip::reply::{ALLOW, random_hex, via_value, write_host, write_socket_addr};
 use crate::sip::transaction::{Action, ClientInviteEvent, InviteClient, NonInviteClient};
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;
@@ -138,58 +138,69 @@ impl AgentLeg {
         now: Instant,
     ) -> (AgentLeg, Bytes) {
         let config = leg.endpoint.config();
-        let call_id = Bytes::from(format!("{}@zentrale", random_token()));
-        let local_tag = random_token();
+        let mut call_id = BytesMut::with_capacity(25);
+        call_id.extend_from_slice(&random_hex());
+        call_id.extend_from_slice(b"@zentrale");
+        let call_id = call_id.freeze();
+        let local_tag: String = random_hex().iter().map(|&b| char::from(b)).collect();
         let transport = target.flow.transport_name();
         let advertised = config.advertised;
-        let via = Bytes::from(format!(
-            "SIP/2.0/{transport} {advertised};branch=z9hG4bK{};rport",
-            random_token()
-        ));
-        let user: String = caller_user
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "+-_.".contains(*c))
-            .collect();
-        let user = if user.is_empty() {
-            "anonymous".to_string()
-        } else {
-            user
-        };
-        let from = Bytes::from(format!(
-            "\"{}\" <sip:{user}@{}>",
-            quoted(display),
-            advertised.ip()
-        ));
-        let to = Bytes::from(format!("<{}>", target.uri));
+        let via = via_value(transport, advertised);
+        let mut from = BytesMut::with_capacity(48 + display.len() + caller_user.len());
+        from.put_u8(b'"');
+        from.extend_from_slice(quoted(display).as_bytes());
+        from.extend_from_slice(b"\" <sip:");
+        let user_at = from.len();
+        from.extend(
+            caller_user
+                .bytes()
+                .filter(|c| c.is_ascii_alphanumeric() || b"+-_.".contains(c)),
+        );
+        if from.len() == user_at {
+            from.extend_from_slice(b"anonymous");
+        }
+        from.put_u8(b'@');
+        write_host(&mut from, advertised.ip());
+        from.put_u8(b'>');
+        let from = from.freeze();
+        let mut to = BytesMut::with_capacity(target.uri.len() + 2);
+        to.put_u8(b'<');
+        to.extend_from_slice(target.uri.as_bytes());
+        to.put_u8(b'>');
+        let to = to.freeze();
         let uri = Bytes::from(target.uri.clone());
         let mut headers = Headers(Vec::with_capacity(14));
         headers.push(HeaderName::Via, via.clone());
         headers.push(HeaderName::MaxForwards, Bytes::from_static(b"70"));
-        let mut from_tagged = from.to_vec();
+        let mut from_tagged = BytesMut::with_capacity(from.len() + 5 + local_tag.len());
+        from_tagged.extend_from_slice(&from);
         from_tagged.extend_from_slice(b";tag=");
         from_tagged.extend_from_slice(local_tag.as_bytes());
-        headers.push(HeaderName::From, Bytes::from(from_tagged));
+        headers.push(HeaderName::From, from_tagged.freeze());
         headers.push(HeaderName::To, to.clone());
         headers.push(HeaderName::CallId, call_id.clone());
         headers.push(HeaderName::CSeq, Bytes::from_static(b"1 INVITE"));
-        let contact = match target.flow {
-            Flow::Udp { .. } => format!("<sip:zentrale@{advertised}>"),
-            Flow::Tcp { .. } => format!("<sip:zentrale@{advertised};transport=tcp>"),
-        };
-        headers.push(HeaderName::Contact, Bytes::from(contact));
+        let mut contact = BytesMut::with_capacity(48);
+        contact.extend_from_slice(b"<sip:zentrale@");
+        write_socket_addr(&mut contact, advertised);
+        if let Flow::Tcp { .. } = target.flow {
+            contact.extend_from_slice(b";transport=tcp");
+        }
+        contact.put_u8(b'>');
+        headers.push(HeaderName::Contact, contact.freeze());
         headers.push(HeaderName::Allow, Bytes::from_static(ALLOW.as_bytes()));
         headers.push(
             HeaderName::Other("User-Agent".into()),
-            Bytes::from(config.user_agent.clone()),
+            config.user_agent.clone(),
         );
         headers.push(
             HeaderName::Other("X-Zentrale-Queue".into()),
-            Bytes::from(queue.to_string()),
+            Bytes::copy_from_slice(queue.as_bytes()),
         );
         if let Some(topic) = topic {
             headers.push(
                 HeaderName::Other("X-Zentrale-Topic".into()),
-                Bytes::from(topic.to_string()),
+                Bytes::copy_from_slice(topic.as_bytes()),
             );
         }
         headers.push(

@@ -1,12 +1,12 @@
 //! The dialog state of one leg (RFC 3261 §12): tags, CSeq counters, remote target, route set,
 //! and building requests inside the dialog.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::headers::{parse_name_addr, split_commas};
 use crate::sip::message::{HeaderName, Headers, Method, Request, write_request};
-use crate::sip::reply::random_token;
+use crate::sip::reply::{via_value, write_number, write_socket_addr};
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;
 
@@ -47,16 +47,18 @@ pub struct Dialog {
 
 impl Dialog {
     /// The dialog a UAS creates by answering `invite` (§12.1.1).
-    pub fn for_uas(invite: &Request, info: &RequestInfo, local_tag: String) -> Dialog {
+    /// `local_user`: the Request-URI's user part (our Contact repeats it).
+    pub fn for_uas(
+        invite: &Request,
+        info: &RequestInfo,
+        local_tag: String,
+        local_user: String,
+    ) -> Dialog {
         let headers = &invite.headers;
         let remote_target =
             contact_uri(headers).unwrap_or_else(|| Bytes::from(info.from.uri.clone()));
         // The UAS route set is the Record-Route list in order (§12.1.1).
         let route_set = record_routes(headers);
-        let local_user = crate::sip::headers::parse_request_uri(&invite.uri)
-            .ok()
-            .and_then(|u| u.user)
-            .unwrap_or_default();
         Dialog {
             local_tag,
             call_id: info.call_id.clone(),
@@ -115,21 +117,24 @@ impl Dialog {
     }
 
     /// Our Contact: where the peer sends in-dialog requests.
-    pub fn local_contact(&self, config: &EndpointConfig, flow: &Flow) -> String {
-        let user: String = self
-            .local_user
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "+-_.!~*'()".contains(*c))
-            .collect();
-        let at = if user.is_empty() {
-            String::new()
-        } else {
-            format!("{user}@")
-        };
-        match flow {
-            Flow::Udp { .. } => format!("<sip:{at}{}>", config.advertised),
-            Flow::Tcp { .. } => format!("<sip:{at}{};transport=tcp>", config.advertised),
+    pub fn local_contact(&self, config: &EndpointConfig, flow: &Flow) -> Bytes {
+        let mut out = BytesMut::with_capacity(48 + self.local_user.len());
+        out.extend_from_slice(b"<sip:");
+        let user_at = out.len();
+        out.extend(
+            self.local_user
+                .bytes()
+                .filter(|c| c.is_ascii_alphanumeric() || b"+-_.!~*'()".contains(c)),
+        );
+        if out.len() > user_at {
+            out.put_u8(b'@');
         }
+        write_socket_addr(&mut out, config.advertised);
+        if let Flow::Tcp { .. } = flow {
+            out.extend_from_slice(b";transport=tcp");
+        }
+        out.put_u8(b'>');
+        out.freeze()
     }
 
     /// A new request inside the dialog (§12.2.1.1). It travels over the flow the dialog came
@@ -139,12 +144,7 @@ impl Dialog {
         let mut headers = Headers(Vec::with_capacity(10));
         headers.push(
             HeaderName::Via,
-            Bytes::from(format!(
-                "SIP/2.0/{} {};branch=z9hG4bK{};rport",
-                flow.transport_name(),
-                config.advertised,
-                random_token()
-            )),
+            via_value(flow.transport_name(), config.advertised),
         );
         headers.push(HeaderName::MaxForwards, Bytes::from_static(b"70"));
         let mut from = BytesMut::from(&self.local_party[..]);
@@ -153,16 +153,17 @@ impl Dialog {
         headers.push(HeaderName::From, from.freeze());
         headers.push(HeaderName::To, self.remote_party.clone());
         headers.push(HeaderName::CallId, self.call_id.clone());
-        headers.push(
-            HeaderName::CSeq,
-            Bytes::from(format!("{} {}", self.local_cseq, method.as_str())),
-        );
+        let mut cseq = BytesMut::with_capacity(16);
+        write_number(&mut cseq, u64::from(self.local_cseq));
+        cseq.put_u8(b' ');
+        cseq.extend_from_slice(method.as_str().as_bytes());
+        headers.push(HeaderName::CSeq, cseq.freeze());
         for route in &self.route_set {
             headers.push(HeaderName::Route, route.clone());
         }
         headers.push(
             HeaderName::Other("User-Agent".into()),
-            Bytes::from(config.user_agent.clone()),
+            config.user_agent.clone(),
         );
         write_request(&Request {
             method,

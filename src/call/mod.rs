@@ -61,6 +61,8 @@ pub enum CallInput {
 pub struct CallStart {
     pub request: Request,
     pub info: RequestInfo,
+    /// The Request-URI's user part: the number the caller dialled.
+    pub dialled: String,
     pub flow: Flow,
     /// The rules in force at the INVITE; the call keeps them even if they are reloaded.
     pub rules: Arc<ActiveRules>,
@@ -197,12 +199,14 @@ impl CallerLeg {
     fn new(endpoint: Arc<Endpoint>, start: CallStart) -> Self {
         let timers = endpoint.config().timers;
         let reliable = start.flow.is_reliable();
-        let dialog = Dialog::for_uas(&start.request, &start.info, random_token());
+        let dialog = Dialog::for_uas(
+            &start.request,
+            &start.info,
+            random_token(),
+            start.dialled.clone(),
+        );
         let facts = CallFacts {
-            dialled: crate::sip::headers::parse_request_uri(&start.request.uri)
-                .ok()
-                .and_then(|u| u.user)
-                .unwrap_or_default(),
+            dialled: start.dialled,
             caller: caller_number(&start.info.from.uri),
             inputs: Vec::new(),
             queues: Default::default(),
@@ -490,9 +494,7 @@ impl CallerLeg {
         let contact = self
             .dialog
             .local_contact(self.endpoint.config(), &self.flow);
-        response
-            .headers
-            .push(HeaderName::Contact, Bytes::from(contact));
+        response.headers.push(HeaderName::Contact, contact);
         response
             .headers
             .push(HeaderName::Allow, Bytes::from_static(ALLOW.as_bytes()));

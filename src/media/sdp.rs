@@ -212,11 +212,11 @@ pub fn describe(
             Direction::SendRecv,
         ),
     };
-    let mut fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
-    if let Some(te) = te {
-        fmts.push(te.to_string());
+    let _ = write!(sdp, "m=audio {port} RTP/AVP");
+    for pt in codecs.iter().map(|(pt, _)| *pt).chain(te) {
+        let _ = write!(sdp, " {pt}");
     }
-    let _ = write!(sdp, "m=audio {port} RTP/AVP {}\r\n", fmts.join(" "));
+    sdp.push_str("\r\n");
     for (pt, codec) in &codecs {
         let _ = write!(sdp, "a=rtpmap:{pt} {}/8000\r\n", codec.name());
     }

@@ -80,27 +80,30 @@ impl RuleSet {
         };
         let outcome = match &number {
             None => {
-                evaluation.step(
-                    StepKind::Number {
-                        dialled: facts.dialled.clone(),
-                        number: None,
-                    },
-                    format!(
+                evaluation.step(|_| {
+                    let text = format!(
                         "Dialled {} is not one of the hotline's numbers: the call is refused.",
                         facts.dialled
-                    ),
-                );
+                    );
+                    let kind = StepKind::Number {
+                        dialled: facts.dialled.clone(),
+                        number: None,
+                    };
+                    (kind, text)
+                });
                 Outcome::NotOurNumber
             }
             Some(id) => {
                 let name = &self.numbers[id].name;
-                evaluation.step(
-                    StepKind::Number {
-                        dialled: facts.dialled.clone(),
-                        number: Some(id.clone()),
-                    },
-                    format!("Dialled {} is number `{id}` ({name}).", facts.dialled),
-                );
+                evaluation.step(|_| {
+                    (
+                        StepKind::Number {
+                            dialled: facts.dialled.clone(),
+                            number: Some(id.clone()),
+                        },
+                        format!("Dialled {} is number `{id}` ({name}).", facts.dialled),
+                    )
+                });
                 evaluation.run()
             }
         };
@@ -156,22 +159,27 @@ impl RuleSet {
 }
 
 impl<'a> Evaluation<'a> {
-    fn step(&mut self, kind: StepKind, text: String) {
+    /// Adds a step to the explanation; `make` runs only when explaining (calls take the
+    /// decision alone, and formatting every step's text was most of a call's rule evaluation).
+    fn step(&mut self, make: impl FnOnce(&Self) -> (StepKind, String)) {
         if !self.explain {
             return;
         }
+        let (kind, text) = make(self);
         self.trail.push(Step { kind, text });
     }
 
     fn run(&mut self) -> Outcome {
         for _ in 0..MAX_HOPS {
             let Some(route) = self.first_route() else {
-                self.step(
-                    StepKind::NoRoute,
-                    "No route matched: the call ends (add a catch-all route at the end of \
+                self.step(|_| {
+                    (
+                        StepKind::NoRoute,
+                        "No route matched: the call ends (add a catch-all route at the end of \
                      routes.toml)."
-                        .into(),
-                );
+                            .into(),
+                    )
+                });
                 return Outcome::NoRoute {
                     announce: std::mem::take(&mut self.announce),
                 };
@@ -181,10 +189,12 @@ impl<'a> Evaluation<'a> {
                 Next::Done(outcome) => return outcome,
             }
         }
-        self.step(
-            StepKind::Loop,
-            format!("Gave up after {MAX_HOPS} steps: the rules send the call round in a loop."),
-        );
+        self.step(|_| {
+            (
+                StepKind::Loop,
+                format!("Gave up after {MAX_HOPS} steps: the rules send the call round in a loop."),
+            )
+        });
         Outcome::NoRoute {
             announce: std::mem::take(&mut self.announce),
         }
@@ -196,99 +206,113 @@ impl<'a> Evaluation<'a> {
             if let ActionKind::Menu(menu) = &route.then.kind
                 && self.answered.contains(menu)
             {
-                self.step(
-                    StepKind::RouteSkipped {
-                        route: route.id.clone(),
-                        defined_at: route.defined_at.clone(),
-                    },
-                    format!(
-                        "Route `{}` ({}) passed: the caller already answered menu `{menu}`.",
-                        route.id, route.defined_at
-                    ),
-                );
+                self.step(|_| {
+                    (
+                        StepKind::RouteSkipped {
+                            route: route.id.clone(),
+                            defined_at: route.defined_at.clone(),
+                        },
+                        format!(
+                            "Route `{}` ({}) passed: the caller already answered menu `{menu}`.",
+                            route.id, route.defined_at
+                        ),
+                    )
+                });
                 continue;
             }
             match self.check(&route.when) {
                 Ok(because) => {
-                    let then = route.then.to_string();
-                    let reasons = if because.is_empty() {
-                        "it applies to every call".to_string()
-                    } else {
-                        because.join("; ")
-                    };
-                    self.step(
-                        StepKind::RouteTaken {
-                            route: route.id.clone(),
-                            defined_at: route.defined_at.clone(),
-                            because,
-                        },
-                        format!(
-                            "Route `{}` ({}) TAKEN: {reasons} → {then}.",
-                            route.id, route.defined_at
-                        ),
-                    );
+                    self.step(|_| {
+                        let then = route.then.to_string();
+                        let reasons = if because.is_empty() {
+                            "it applies to every call".to_string()
+                        } else {
+                            because.join("; ")
+                        };
+                        (
+                            StepKind::RouteTaken {
+                                route: route.id.clone(),
+                                defined_at: route.defined_at.clone(),
+                                because,
+                            },
+                            format!(
+                                "Route `{}` ({}) TAKEN: {reasons} → {then}.",
+                                route.id, route.defined_at
+                            ),
+                        )
+                    });
                     return Some(route);
                 }
-                Err(why_not) => self.step(
-                    StepKind::RouteSkipped {
-                        route: route.id.clone(),
-                        defined_at: route.defined_at.clone(),
-                    },
-                    format!(
-                        "Route `{}` ({}) skipped: {why_not}.",
-                        route.id, route.defined_at
-                    ),
-                ),
+                Err(why_not) => self.step(|_| {
+                    (
+                        StepKind::RouteSkipped {
+                            route: route.id.clone(),
+                            defined_at: route.defined_at.clone(),
+                        },
+                        format!(
+                            "Route `{}` ({}) skipped: {why_not}.",
+                            route.id, route.defined_at
+                        ),
+                    )
+                }),
             }
         }
         None
     }
 
-    /// `Ok(what held)` or `Err(the first condition that did not)`.
+    /// `text()` when explaining; an empty string when a call only needs the decision.
+    fn why(&self, text: impl FnOnce() -> String) -> String {
+        if self.explain { text() } else { String::new() }
+    }
+
+    /// `Ok(what held)` or `Err(the first condition that did not)` (texts only when explaining).
     fn check(&mut self, when: &Conditions) -> Result<Vec<String>, String> {
         let mut held = Vec::new();
         if let Some(numbers) = &when.number {
             if numbers.contains(&self.number) {
-                held.push(format!("the call came in on `{}`", self.number));
+                held.push(self.why(|| format!("the call came in on `{}`", self.number)));
             } else {
-                return Err(format!(
-                    "the call came in on `{}`, the route is for {}",
-                    self.number,
-                    quoted(numbers)
-                ));
+                return Err(self.why(|| {
+                    format!(
+                        "the call came in on `{}`, the route is for {}",
+                        self.number,
+                        quoted(numbers)
+                    )
+                }));
             }
         }
         if let Some(patterns) = &when.caller {
             let caller = self.facts.caller.as_deref();
             let shown = caller.unwrap_or("anonymous");
             match patterns.iter().find(|p| p.matches(caller)) {
-                Some(p) => held.push(format!("caller {shown} matches {}", p.0)),
+                Some(p) => held.push(self.why(|| format!("caller {shown} matches {}", p.0))),
                 None => {
                     let list: Vec<&str> = patterns.iter().map(|p| p.0.as_str()).collect();
-                    return Err(format!(
-                        "caller {shown} matches none of {}",
-                        list.join(", ")
-                    ));
+                    return Err(
+                        self.why(|| format!("caller {shown} matches none of {}", list.join(", ")))
+                    );
                 }
             }
         }
         if let Some(topics) = &when.topic {
             match &self.topic {
                 Some(topic) if topics.contains(topic) => {
-                    held.push(format!("the topic is `{topic}`"));
+                    held.push(self.why(|| format!("the topic is `{topic}`")));
                 }
                 Some(topic) => {
-                    return Err(format!(
-                        "the topic is `{topic}`, the route is for {}",
-                        quoted(topics)
-                    ));
+                    return Err(self.why(|| {
+                        format!(
+                            "the topic is `{topic}`, the route is for {}",
+                            quoted(topics)
+                        )
+                    }));
                 }
                 None => return Err("no topic chosen yet".into()),
             }
         }
         if let Some(id) = &when.open {
             let status = self.status(id);
-            let text = self.describe(id, &status);
+            let text = self.why(|| self.describe(id, &status));
             match status {
                 Status::Open { .. } => held.push(text),
                 Status::Closed { .. } => return Err(text),
@@ -296,7 +320,7 @@ impl<'a> Evaluation<'a> {
         }
         if let Some(id) = &when.closed {
             let status = self.status(id);
-            let text = self.describe(id, &status);
+            let text = self.why(|| self.describe(id, &status));
             match status {
                 Status::Closed { .. } => held.push(text),
                 Status::Open { .. } => return Err(text),
@@ -304,41 +328,42 @@ impl<'a> Evaluation<'a> {
         }
         if let Some(id) = &when.holiday {
             let status = self.status(id);
-            let text = self.describe(id, &status);
+            let text = self.why(|| self.describe(id, &status));
             match status {
                 Status::Closed {
                     reason: ClosedReason::PublicHoliday(_),
                     ..
                 } => held.push(text),
-                _ => return Err(format!("not a public holiday: {text}")),
+                _ => return Err(self.why(|| format!("not a public holiday: {text}"))),
             }
         }
         if let Some(id) = &when.closure {
             let status = self.status(id);
-            let text = self.describe(id, &status);
+            let text = self.why(|| self.describe(id, &status));
             match status {
                 Status::Closed {
                     reason: ClosedReason::Closure(_),
                     ..
                 } => held.push(text),
-                _ => return Err(format!("not a closure day: {text}")),
+                _ => return Err(self.why(|| format!("not a closure day: {text}"))),
             }
         }
         if let Some(queue) = &when.no_agents {
             match self.facts.queues.get(queue) {
                 Some(state) if state.logged_in_agents == 0 => {
-                    held.push(format!("queue `{queue}` has no agent logged in"));
+                    held.push(self.why(|| format!("queue `{queue}` has no agent logged in")));
                 }
                 Some(state) => {
-                    return Err(format!(
-                        "queue `{queue}` has {} agent(s) logged in",
-                        state.logged_in_agents
-                    ));
+                    return Err(self.why(|| {
+                        format!(
+                            "queue `{queue}` has {} agent(s) logged in",
+                            state.logged_in_agents
+                        )
+                    }));
                 }
                 None => {
-                    return Err(format!(
-                        "no live state for queue `{queue}` (taken as staffed)"
-                    ));
+                    return Err(self
+                        .why(|| format!("no live state for queue `{queue}` (taken as staffed)")));
                 }
             }
         }
@@ -347,17 +372,18 @@ impl<'a> Evaluation<'a> {
             let waiting = self.facts.queues.get(id).map_or(0, |s| s.waiting_callers);
             match max {
                 Some(max) if waiting >= max => {
-                    held.push(format!("queue `{id}` is full ({waiting} of {max} waiting)"));
+                    held.push(
+                        self.why(|| format!("queue `{id}` is full ({waiting} of {max} waiting)")),
+                    );
                 }
                 Some(max) => {
-                    return Err(format!(
-                        "queue `{id}` is not full ({waiting} of {max} waiting)"
-                    ));
+                    return Err(self
+                        .why(|| format!("queue `{id}` is not full ({waiting} of {max} waiting)")));
                 }
                 None => {
-                    return Err(format!(
-                        "queue `{id}` has no max_length, so it is never full"
-                    ));
+                    return Err(
+                        self.why(|| format!("queue `{id}` has no max_length, so it is never full"))
+                    );
                 }
             }
         }
@@ -368,18 +394,22 @@ impl<'a> Evaluation<'a> {
                 .get(&wait.queue)
                 .and_then(|s| s.estimated_wait_secs);
             match estimate {
-                Some(secs) if secs > wait.secs => held.push(format!(
-                    "the estimated wait in `{}` is {secs} s, above {} s",
-                    wait.queue, wait.secs
-                )),
-                Some(secs) => {
-                    return Err(format!(
-                        "the estimated wait in `{}` is {secs} s, not above {} s",
+                Some(secs) if secs > wait.secs => held.push(self.why(|| {
+                    format!(
+                        "the estimated wait in `{}` is {secs} s, above {} s",
                         wait.queue, wait.secs
-                    ));
+                    )
+                })),
+                Some(secs) => {
+                    return Err(self.why(|| {
+                        format!(
+                            "the estimated wait in `{}` is {secs} s, not above {} s",
+                            wait.queue, wait.secs
+                        )
+                    }));
                 }
                 None => {
-                    return Err(format!("no wait estimate for queue `{}`", wait.queue));
+                    return Err(self.why(|| format!("no wait estimate for queue `{}`", wait.queue)));
                 }
             }
         }
@@ -434,12 +464,16 @@ impl<'a> Evaluation<'a> {
             ActionKind::Topic(topic) => {
                 self.topic = Some(topic.clone());
                 let name = &self.rules.topics[topic].name;
-                self.step(
-                    StepKind::Topic {
-                        topic: topic.clone(),
-                    },
-                    format!("The topic is now `{topic}` ({name}); the routes are checked again."),
-                );
+                self.step(|_| {
+                    (
+                        StepKind::Topic {
+                            topic: topic.clone(),
+                        },
+                        format!(
+                            "The topic is now `{topic}` ({name}); the routes are checked again."
+                        ),
+                    )
+                });
                 Next::Reroute
             }
             ActionKind::Queue { queue, priority } => self.queue(queue, *priority, hops),
@@ -482,13 +516,15 @@ impl<'a> Evaluation<'a> {
         });
         match overflow {
             Some((action, reason)) if hops < MAX_HOPS => {
-                self.step(
-                    StepKind::QueueOverflow {
-                        queue: id.to_string(),
-                        reason: reason.clone(),
-                    },
-                    format!("Queue `{id}` ({}): {reason} → {action}.", queue.name),
-                );
+                self.step(|_| {
+                    (
+                        StepKind::QueueOverflow {
+                            queue: id.to_string(),
+                            reason: reason.clone(),
+                        },
+                        format!("Queue `{id}` ({}): {reason} → {action}.", queue.name),
+                    )
+                });
                 self.act(action, hops + 1)
             }
             _ => Next::Done(Outcome::Queue {
@@ -515,19 +551,21 @@ impl<'a> Evaluation<'a> {
                     }
                 }
                 prompts.extend(menu.prompts.iter().cloned());
-                self.step(
-                    StepKind::MenuWaiting {
-                        menu: menu.id.clone(),
-                    },
-                    format!(
-                        "Menu `{}` ({}): waiting for a key (try {} of {}, {} s timeout).",
-                        menu.id,
-                        menu.name,
-                        failures + 1,
-                        menu.attempts,
-                        menu.timeout_secs
-                    ),
-                );
+                self.step(|_| {
+                    (
+                        StepKind::MenuWaiting {
+                            menu: menu.id.clone(),
+                        },
+                        format!(
+                            "Menu `{}` ({}): waiting for a key (try {} of {}, {} s timeout).",
+                            menu.id,
+                            menu.name,
+                            failures + 1,
+                            menu.attempts,
+                            menu.timeout_secs
+                        ),
+                    )
+                });
                 return Next::Done(Outcome::Menu {
                     menu: menu.id.clone(),
                     prompts,
@@ -542,13 +580,15 @@ impl<'a> Evaluation<'a> {
             };
             if let Some((key, action)) = chosen {
                 self.answered.insert(menu.id.clone());
-                self.step(
-                    StepKind::MenuKey {
-                        menu: menu.id.clone(),
-                        key,
-                    },
-                    format!("Menu `{}`: the caller pressed {key} → {action}.", menu.id),
-                );
+                self.step(|_| {
+                    (
+                        StepKind::MenuKey {
+                            menu: menu.id.clone(),
+                            key,
+                        },
+                        format!("Menu `{}`: the caller pressed {key} → {action}.", menu.id),
+                    )
+                });
                 if let ActionKind::Menu(sub) = &action.kind {
                     self.announce.extend(action.announce.iter().cloned());
                     menu = &self.rules.menus[sub];
@@ -561,39 +601,45 @@ impl<'a> Evaluation<'a> {
             failures += 1;
             last_failure = Some(input);
             match input {
-                MenuInput::Key(key) => self.step(
-                    StepKind::MenuInvalidKey {
-                        menu: menu.id.clone(),
-                        key,
-                        failures,
-                    },
-                    format!(
-                        "Menu `{}`: key {key} is not an option (failed try {failures} of {}).",
-                        menu.id, menu.attempts
-                    ),
-                ),
-                MenuInput::NoInput => self.step(
-                    StepKind::MenuNoInput {
-                        menu: menu.id.clone(),
-                        failures,
-                    },
-                    format!(
-                        "Menu `{}`: no key within {} s (failed try {failures} of {}).",
-                        menu.id, menu.timeout_secs, menu.attempts
-                    ),
-                ),
+                MenuInput::Key(key) => self.step(|_| {
+                    (
+                        StepKind::MenuInvalidKey {
+                            menu: menu.id.clone(),
+                            key,
+                            failures,
+                        },
+                        format!(
+                            "Menu `{}`: key {key} is not an option (failed try {failures} of {}).",
+                            menu.id, menu.attempts
+                        ),
+                    )
+                }),
+                MenuInput::NoInput => self.step(|_| {
+                    (
+                        StepKind::MenuNoInput {
+                            menu: menu.id.clone(),
+                            failures,
+                        },
+                        format!(
+                            "Menu `{}`: no key within {} s (failed try {failures} of {}).",
+                            menu.id, menu.timeout_secs, menu.attempts
+                        ),
+                    )
+                }),
             }
             if failures >= menu.attempts {
                 self.answered.insert(menu.id.clone());
-                self.step(
-                    StepKind::MenuFailed {
-                        menu: menu.id.clone(),
-                    },
-                    format!(
-                        "Menu `{}`: no valid choice after {} tries → {}.",
-                        menu.id, menu.attempts, menu.on_failure
-                    ),
-                );
+                self.step(|_| {
+                    (
+                        StepKind::MenuFailed {
+                            menu: menu.id.clone(),
+                        },
+                        format!(
+                            "Menu `{}`: no valid choice after {} tries → {}.",
+                            menu.id, menu.attempts, menu.on_failure
+                        ),
+                    )
+                });
                 if let ActionKind::Menu(sub) = &menu.on_failure.kind {
                     self.announce
                         .extend(menu.on_failure.announce.iter().cloned());

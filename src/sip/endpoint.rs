@@ -49,7 +49,8 @@ pub struct Limits {
 pub struct EndpointConfig {
     pub limits: Limits,
     pub timers: TimerConfig,
-    pub user_agent: String,
+    /// Our Server and User-Agent header value (shared, not copied per message).
+    pub user_agent: Bytes,
     /// Our address as written into Via and Contact.
     pub advertised: SocketAddr,
     /// Ringing time before we answer (0 = answer at once).
@@ -508,7 +509,7 @@ impl Endpoint {
                     .collect();
                 self.respond(&request, status, &reason, &extra, &flow);
             }
-            Verdict::NewCall => self.start_call(request, info, flow, active),
+            Verdict::NewCall { dialled } => self.start_call(request, info, dialled, flow, active),
             Verdict::Register => {
                 let reply = self.registrar.handle_register(
                     &request,
@@ -531,6 +532,7 @@ impl Endpoint {
         self: &Arc<Self>,
         request: Request,
         info: RequestInfo,
+        dialled: String,
         flow: Flow,
         rules: Arc<ActiveRules>,
     ) {
@@ -586,6 +588,7 @@ impl Endpoint {
             CallStart {
                 request,
                 info,
+                dialled,
                 flow,
                 rules,
                 self_tx,
@@ -675,7 +678,7 @@ impl Endpoint {
         let mut response = reply(request, status, reason, to_tag);
         response.headers.push(
             HeaderName::Other("Server".into()),
-            Bytes::copy_from_slice(self.config.user_agent.as_bytes()),
+            self.config.user_agent.clone(),
         );
         response
     }

@@ -10,6 +10,7 @@
 //! tokenised can always be answered (with 400 if need be), because the answer only needs the
 //! Via, From, To, Call-ID and CSeq values echoed back.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -116,7 +117,9 @@ pub enum HeaderName {
     SessionExpires,
     MinSe,
     Expires,
-    Other(Box<str>),
+    /// Any other name, as received (or, for the headers we write, a static name: no
+    /// allocation per message).
+    Other(Cow<'static, str>),
 }
 
 impl HeaderName {
@@ -163,7 +166,7 @@ impl HeaderName {
                 return header.clone();
             }
         }
-        HeaderName::Other(String::from_utf8_lossy(name).into())
+        HeaderName::Other(Cow::Owned(String::from_utf8_lossy(name).into_owned()))
     }
 
     pub fn as_str(&self) -> &str {

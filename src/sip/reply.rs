@@ -1,6 +1,8 @@
 //! Building responses to a received request (RFC 3261 §8.2.6).
 
-use bytes::{Bytes, BytesMut};
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::message::{HeaderName, Headers, Request, Response};
 
@@ -87,17 +89,131 @@ fn has_tag(value: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(b"tag=") || w.eq_ignore_ascii_case(b"tag "))
 }
 
-/// A random token for tags and branches (RFC 3261 §19.3: at least 32 bits of randomness).
-pub fn random_token() -> String {
+/// 16 lowercase hex digits of a random `u64`, for tags, branches and Call-IDs (RFC 3261
+/// §19.3: at least 32 bits of randomness). Written without the formatting machinery: a call
+/// makes several of these.
+pub fn random_hex() -> [u8; 16] {
     use rand::Rng;
     let n: u64 = rand::rng().random();
-    format!("{n:016x}")
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
+/// [`random_hex`] as a `String`.
+pub fn random_token() -> String {
+    random_hex().iter().map(|&b| char::from(b)).collect()
+}
+
+/// The Via value of a request we send: `SIP/2.0/<transport> <advertised>;branch=z9hG4bK…;rport`
+/// (a new branch each time, RFC 3261 §8.1.1.7; `rport` asks for the answer at our source).
+pub fn via_value(transport: &str, advertised: SocketAddr) -> Bytes {
+    let mut out = BytesMut::with_capacity(72);
+    out.extend_from_slice(b"SIP/2.0/");
+    out.extend_from_slice(transport.as_bytes());
+    out.put_u8(b' ');
+    write_socket_addr(&mut out, advertised);
+    out.extend_from_slice(b";branch=z9hG4bK");
+    out.extend_from_slice(&random_hex());
+    out.extend_from_slice(b";rport");
+    out.freeze()
+}
+
+/// Writes `addr` as its `Display` does (`192.0.2.1:5060`, `[2001:db8::1]:5060`).
+pub fn write_socket_addr(out: &mut BytesMut, addr: SocketAddr) {
+    write_host(out, addr.ip());
+    out.put_u8(b':');
+    write_number(out, u64::from(addr.port()));
+}
+
+/// Writes `ip` as the host of a SIP URI (RFC 3261 §25.1: an IPv6 address in brackets); IPv4,
+/// the common case, without the formatting machinery.
+pub fn write_host(out: &mut BytesMut, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b'.');
+                }
+                write_number(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            // Writing into a BytesMut cannot fail.
+            let _ = write!(out, "[{v6}]");
+        }
+    }
+}
+
+/// Writes `n` in decimal.
+pub fn write_number(out: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sip::message::{Framing, Message, parse, write_response};
+
+    #[test]
+    fn tokens_are_sixteen_hex_digits_and_differ() {
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 16);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{a}"
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn addresses_and_numbers_are_written_as_display_writes_them() {
+        for addr in [
+            "127.0.0.1:5060",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:5060",
+        ] {
+            let addr: SocketAddr = addr.parse().expect("address");
+            let mut out = BytesMut::new();
+            write_socket_addr(&mut out, addr);
+            assert_eq!(&out[..], addr.to_string().as_bytes());
+        }
+        for n in [0, 7, 10, 1_800, u64::MAX] {
+            let mut out = BytesMut::new();
+            write_number(&mut out, n);
+            assert_eq!(&out[..], n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn via_values_carry_transport_address_and_a_fresh_branch() {
+        let addr: SocketAddr = "192.0.2.1:5070".parse().expect("address");
+        let (a, b) = (via_value("UDP", addr), via_value("UDP", addr));
+        let text = std::str::from_utf8(&a).expect("ascii");
+        assert!(
+            text.starts_with("SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK"),
+            "{text}"
+        );
+        assert!(text.ends_with(";rport"), "{text}");
+        assert_ne!(a, b, "a new branch each time");
+        let via = crate::sip::headers::parse_via(&a).expect("our Via parses");
+        assert_eq!(via.branch.map(|b| b.len()), Some(7 + 16));
+    }
 
     #[test]
     fn reply_echoes_and_tags() {

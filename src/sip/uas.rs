@@ -17,8 +17,9 @@ pub enum Verdict {
         reason: Cow<'static, str>,
         headers: Vec<(HeaderName, String)>,
     },
-    /// An INVITE for one of our numbers: start a call (if load and shutdown allow).
-    NewCall,
+    /// An INVITE for one of our numbers (the Request-URI's user part): start a call (if load
+    /// and shutdown allow).
+    NewCall { dialled: String },
     /// Say nothing (an ACK without a transaction).
     Absorb,
     /// A REGISTER: the registrar answers it.
@@ -139,7 +140,9 @@ fn classify_invite(
         }
     }
     match dialled {
-        Some(number) if numbers.iter().any(|n| n == number) => Verdict::NewCall,
+        Some(number) if numbers.iter().any(|n| n == number) => Verdict::NewCall {
+            dialled: number.to_string(),
+        },
         _ => answer(404),
     }
 }
@@ -171,7 +174,7 @@ mod tests {
             Ok((Message::Request(request), _)) => match check_request(&request) {
                 Ok(info) => match classify(&request, &info, &numbers) {
                     Verdict::Answer { status, .. } => Some(status),
-                    Verdict::NewCall => Some(200),
+                    Verdict::NewCall { .. } => Some(200),
                     Verdict::Absorb => None,
                     // No agents here: a REGISTER can at best get its challenge.
                     Verdict::Register => Some(

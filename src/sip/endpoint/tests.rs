@@ -52,7 +52,7 @@ async fn start(max_calls: usize) -> Harness {
             retry_after_secs: RETRY_AFTER,
         },
         timers: TimerConfig::default(),
-        user_agent: "zentrale-endpoint-test".into(),
+        user_agent: bytes::Bytes::from_static(b"zentrale-endpoint-test"),
         advertised: sip,
         answer_delay: Duration::ZERO,
         session_expires_secs: 1800,
