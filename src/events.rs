@@ -85,10 +85,11 @@ pub enum CallEventKind {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CallEvent {
-    pub call_id: String,
+    /// Shared by all events of a call (one copy per call, not per event).
+    pub call_id: Arc<str>,
     pub at: DateTime<Utc>,
-    /// The routing rules version the call runs on.
-    pub rules_version: String,
+    /// The routing rules version the call runs on (shared with the rules).
+    pub rules_version: Arc<str>,
     #[serde(flatten)]
     pub kind: CallEventKind,
 }

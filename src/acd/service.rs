@@ -86,7 +86,8 @@ pub enum AgentOp {
 pub enum AcdCommand {
     Join {
         call: CallId,
-        call_id: String,
+        /// The SIP Call-ID, shared with the call's events.
+        call_id: Arc<str>,
         queue: String,
         priority: u8,
         notices: mpsc::UnboundedSender<AcdNotice>,
@@ -316,7 +317,7 @@ impl AcdHandle {
 }
 
 struct Waiting {
-    call_id: String,
+    call_id: Arc<str>,
     notices: mpsc::UnboundedSender<AcdNotice>,
 }
 
@@ -329,7 +330,7 @@ pub struct AcdService {
     snapshot: Arc<ArcSwap<AcdSnapshot>>,
     events: Option<Arc<dyn Fn(CallEvent) + Send + Sync>>,
     reachable: Option<Reachability>,
-    rules_version: String,
+    rules_version: Arc<str>,
     /// The ACD's clock origin, for logging instants (`acd_us`) that tests and operators can
     /// compare exactly.
     started: Instant,
@@ -374,7 +375,7 @@ impl AcdService {
             snapshot,
             events: None,
             reachable: None,
-            rules_version,
+            rules_version: rules_version.into(),
             started: now,
             trigger: "agent_free",
             polling: false,
@@ -534,7 +535,7 @@ impl AcdService {
                 for a in &agents {
                     self.since.entry(a.id.clone()).or_insert(now);
                 }
-                self.rules_version = rules_version;
+                self.rules_version = rules_version.into();
                 self.changed = None;
                 Ok(decisions)
             }

@@ -3,6 +3,7 @@
 //! Pure (no I/O, the time comes with the events), so it is tested without a database.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -16,7 +17,7 @@ const STALE_AFTER_SECS: i64 = 6 * 3600;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRow {
-    pub call_id: String,
+    pub call_id: Arc<str>,
     pub started_at_ms: i64,
     pub answered_at_ms: Option<i64>,
     pub ended_at_ms: i64,
@@ -40,7 +41,8 @@ pub struct CallRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueRow {
     pub at_ms: i64,
-    pub call_id: String,
+    /// Shared with the call's events (empty for agent states without a call).
+    pub call_id: Arc<str>,
     pub queue: Option<String>,
     pub agent: Option<String>,
     pub kind: String,
@@ -160,7 +162,7 @@ pub type CallerFilter = Box<dyn Fn(&str) -> String + Send + Sync>;
 
 /// Collects each call's events until it ends.
 pub struct Builder {
-    open: HashMap<String, OpenCall>,
+    open: HashMap<Arc<str>, OpenCall>,
     caller: CallerFilter,
     /// Open calls forgotten because the table was full.
     pub forgotten: u64,
@@ -188,7 +190,7 @@ impl Builder {
             .retain(|_, call| (now - call.started).num_seconds() < STALE_AFTER_SECS);
         if self.open.len() >= MAX_OPEN_CALLS {
             // Still full: drop the oldest tenth.
-            let mut starts: Vec<(DateTime<Utc>, String)> = self
+            let mut starts: Vec<(DateTime<Utc>, Arc<str>)> = self
                 .open
                 .iter()
                 .map(|(id, c)| (c.started, id.clone()))
@@ -379,7 +381,7 @@ impl Builder {
                     reject_status: call.rejected.map(i32::from),
                     wait_secs: call.waited,
                     talk_secs,
-                    rules_version: event.rules_version.clone(),
+                    rules_version: event.rules_version.to_string(),
                 }));
             }
             CallEventKind::Menu { .. }
