@@ -263,8 +263,8 @@ async fn run(
     let mut tones = config.inband_dtmf.then(DtmfDetector::new);
     let mut pcm: Vec<i16> = Vec::with_capacity(160);
     let mut frame = [0u8; 160];
-    let mut receive = vec![0u8; 2048];
-    let mut rtcp_sink = [0u8; 1500];
+    let mut receive = vec![0u8; RELAY_BUFFER];
+    let mut rtcp_sink = [0u8; RTCP_SINK];
     let mut last_heard = Instant::now();
     let mut timeout_reported = false;
     let mut held = false;
@@ -403,6 +403,7 @@ async fn run(
             timeout_reported,
             rtp_timeout: config.rtp_timeout,
             loss,
+            receive,
         };
         relay(caller, bridge, &sender, &stats, commands, events).await;
     }
@@ -419,10 +420,16 @@ struct CallerSide {
     timeout_reported: bool,
     rtp_timeout: Duration,
     loss: SequenceGaps,
+    /// The receive buffer of the prompt loop, the relay's buffer for the caller's packets.
+    receive: Vec<u8>,
 }
 
 /// The largest datagram relayed; larger ones are dropped (G.711 at 20 ms is 172 bytes).
 const RELAY_BUFFER: usize = 2048;
+/// RTCP is read and dropped unread: a datagram longer than this buffer is cut to it (and the
+/// rest discarded by the kernel), so a small one serves, and a call does not zero three
+/// 1,500-byte buffers it never reads.
+const RTCP_SINK: usize = 64;
 
 /// Relays between the caller and the agent until the handle is dropped (module notes).
 /// `sender` is the prompt stream toward the caller, which the relayed stream continues.
@@ -444,6 +451,7 @@ async fn relay(
         mut timeout_reported,
         rtp_timeout,
         mut loss,
+        receive: mut from_caller,
     } = caller;
     let mut agent_codecs = Codecs {
         law: bridge.law,
@@ -460,12 +468,13 @@ async fn relay(
         agent_codecs,
         caller_codecs,
     );
-    // One allocation per bridge, reused for every packet.
-    let mut buffers = vec![0u8; 3 * RELAY_BUFFER];
-    let (from_caller, rest) = buffers.split_at_mut(RELAY_BUFFER);
-    let (from_agent, out) = rest.split_at_mut(RELAY_BUFFER);
-    let mut caller_rtcp = [0u8; 1500];
-    let mut agent_rtcp = [0u8; 1500];
+    // One allocation per bridge, reused for every packet (the caller's side keeps the prompt
+    // loop's buffer).
+    let from_caller = &mut from_caller[..];
+    let mut buffers = vec![0u8; 2 * RELAY_BUFFER];
+    let (from_agent, out) = buffers.split_at_mut(RELAY_BUFFER);
+    let mut caller_rtcp = [0u8; RTCP_SINK];
+    let mut agent_rtcp = [0u8; RTCP_SINK];
     // Reset only when it fires (to the last packet's deadline) or after a reported timeout, not
     // once per packet.
     let deadline = |heard: Instant| tokio::time::Instant::from_std(heard + rtp_timeout);

@@ -136,13 +136,17 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 pub async fn run_udp(socket: Arc<UdpSocket>, endpoint: Arc<Endpoint>, mut shutdown: Shutdown) {
     let max = endpoint.limits().max_message_bytes;
     let mut buf = BytesMut::with_capacity(max + 1);
+    // One wait for the shutdown for the whole loop: a new one per datagram registered and
+    // dropped a watch waiter each time (~1 % of the engine's instructions per call).
+    let stopped = shutdown.stopped();
+    tokio::pin!(stopped);
     loop {
         buf.clear();
         buf.reserve(max + 1);
         let mut window = (&mut buf).limit(max + 1);
         let received = tokio::select! {
             r = socket.recv_buf_from(&mut window) => r,
-            _ = shutdown.stopped() => return,
+            () = &mut stopped => return,
         };
         let (n, peer) = match received {
             Ok(r) => r,
