@@ -85,11 +85,10 @@ pub enum CallEventKind {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CallEvent {
-    /// Shared by all events of a call (one copy per call, not per event).
-    pub call_id: Arc<str>,
+    pub call_id: String,
     pub at: DateTime<Utc>,
-    /// The routing rules version the call runs on (shared with the rules).
-    pub rules_version: Arc<str>,
+    /// The routing rules version the call runs on.
+    pub rules_version: String,
     #[serde(flatten)]
     pub kind: CallEventKind,
 }

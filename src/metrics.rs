@@ -416,7 +416,7 @@ impl Metrics {
                     .open
                     .lock()
                     .ok()
-                    .and_then(|mut open| open.remove(&*event.call_id));
+                    .and_then(|mut open| open.remove(&event.call_id));
                 if let Some(call) = call {
                     self.ended_call(call, event.at);
                 }

@@ -185,10 +185,9 @@ fn records_match_the_calls(database_url: Option<String>) {
     }
     let settings = settings(&store_env);
     let (calls, events) = wait_records(&settings, 5 * SECOND, |calls, _| {
-        ids.iter()
-            .all(|id| calls.iter().any(|c| *c.call_id == **id))
+        ids.iter().all(|id| calls.iter().any(|c| &c.call_id == id))
     });
-    let by_id: HashMap<&str, &CallRow> = calls.iter().map(|c| (c.call_id.as_ref(), c)).collect();
+    let by_id: HashMap<&str, &CallRow> = calls.iter().map(|c| (c.call_id.as_str(), c)).collect();
     let row = |n: usize| -> &CallRow {
         by_id.get(ids[n].as_str()).unwrap_or_else(|| {
             panic!(
@@ -241,7 +240,7 @@ fn records_match_the_calls(database_url: Option<String>) {
     // The queue log of call 3: enter, ring a1, the ring withdrawn, abandon.
     let kinds3: Vec<(String, Option<String>)> = events
         .iter()
-        .filter(|e| *e.call_id == *ids[2])
+        .filter(|e| e.call_id == ids[2])
         .map(|e| (e.kind.clone(), e.reason.clone().or(e.detail.clone())))
         .collect();
     let plain: Vec<&str> = kinds3.iter().map(|(k, _)| k.as_str()).collect();
@@ -250,7 +249,7 @@ fn records_match_the_calls(database_url: Option<String>) {
     }
     let kinds5: Vec<(String, Option<String>)> = events
         .iter()
-        .filter(|e| *e.call_id == *ids[4] && e.kind == "overflow")
+        .filter(|e| e.call_id == ids[4] && e.kind == "overflow")
         .map(|e| (e.queue.clone().unwrap_or_default(), e.reason.clone()))
         .collect();
     assert!(
@@ -427,7 +426,7 @@ fn kill_9_loses_no_ended_call(database_url: Option<String>) {
     let settings = settings(&env);
     // …and every call that had ended is there.
     let (calls, _) = read_records(&settings);
-    let recorded: HashSet<&str> = calls.iter().map(|c| c.call_id.as_ref()).collect();
+    let recorded: HashSet<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
     let missing: Vec<&String> = ended_before
         .iter()
         .filter(|id| !recorded.contains(id.as_str()))
@@ -438,7 +437,7 @@ fn kill_9_loses_no_ended_call(database_url: Option<String>) {
         missing.len(),
         ended_before.len()
     );
-    for call in calls.iter().filter(|c| ended_before.contains(&*c.call_id)) {
+    for call in calls.iter().filter(|c| ended_before.contains(&c.call_id)) {
         assert_eq!(call.outcome, "ended_in_menu", "{call:#?}");
         assert_eq!(call.dialled, "490");
         assert_eq!(call.end_reason, "caller hung up");
@@ -520,9 +519,9 @@ fn retention_shutdown_and_shortened_numbers(database_url: Option<String>) {
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut engine = Engine::start(&env_refs);
     let (calls, events) = wait_records(&settings, 5 * SECOND, |calls, _| {
-        calls.iter().all(|c| &*c.call_id != "old")
+        calls.iter().all(|c| c.call_id != "old")
     });
-    let ids: Vec<&str> = calls.iter().map(|c| c.call_id.as_ref()).collect();
+    let ids: Vec<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
     assert_eq!(
         ids,
         ["recent"],
@@ -548,7 +547,7 @@ fn retention_shutdown_and_shortened_numbers(database_url: Option<String>) {
     let (calls, _) = read_records(&settings);
     let call = calls
         .iter()
-        .find(|c| *c.call_id == *call_id)
+        .find(|c| c.call_id == call_id)
         .unwrap_or_else(|| panic!("the last call before SIGTERM has no record: {calls:#?}"));
     let caller = call.caller.as_deref().unwrap_or_default();
     assert!(

@@ -86,8 +86,7 @@ pub enum AgentOp {
 pub enum AcdCommand {
     Join {
         call: CallId,
-        /// The SIP Call-ID, shared with the call's events.
-        call_id: Arc<str>,
+        call_id: String,
         queue: String,
         priority: u8,
         notices: mpsc::UnboundedSender<AcdNotice>,
@@ -317,7 +316,7 @@ impl AcdHandle {
 }
 
 struct Waiting {
-    call_id: Arc<str>,
+    call_id: String,
     notices: mpsc::UnboundedSender<AcdNotice>,
 }
 
@@ -330,7 +329,7 @@ pub struct AcdService {
     snapshot: Arc<ArcSwap<AcdSnapshot>>,
     events: Option<Arc<dyn Fn(CallEvent) + Send + Sync>>,
     reachable: Option<Reachability>,
-    rules_version: Arc<str>,
+    rules_version: String,
     /// The ACD's clock origin, for logging instants (`acd_us`) that tests and operators can
     /// compare exactly.
     started: Instant,
@@ -375,7 +374,7 @@ impl AcdService {
             snapshot,
             events: None,
             reachable: None,
-            rules_version: rules_version.into(),
+            rules_version,
             started: now,
             trigger: "agent_free",
             polling: false,
@@ -535,7 +534,7 @@ impl AcdService {
                 for a in &agents {
                     self.since.entry(a.id.clone()).or_insert(now);
                 }
-                self.rules_version = rules_version.into();
+                self.rules_version = rules_version;
                 self.changed = None;
                 Ok(decisions)
             }

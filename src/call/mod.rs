@@ -193,9 +193,6 @@ struct CallerLeg {
     connected_agent: Option<String>,
     /// A feature code waiting for the ACD's answer.
     feature: Option<crate::acd::features::Feature>,
-    /// The Call-ID and the rules version as every event of this call carries them (made once).
-    event_call_id: Arc<str>,
-    rules_version: Arc<str>,
 }
 
 impl CallerLeg {
@@ -208,8 +205,6 @@ impl CallerLeg {
             random_token(),
             start.dialled.clone(),
         );
-        let event_call_id = String::from_utf8_lossy(&start.info.call_id).into();
-        let rules_version = start.rules.rules.version.hash.as_str().into();
         let facts = CallFacts {
             dialled: start.dialled,
             caller: caller_number(&start.info.from.uri),
@@ -254,8 +249,6 @@ impl CallerLeg {
             agent_legs: Vec::new(),
             connected_agent: None,
             feature: None,
-            event_call_id,
-            rules_version,
         }
     }
 
@@ -1016,9 +1009,9 @@ impl CallerLeg {
     /// Publishes a step of this call on the event bus.
     pub(crate) fn emit(&self, kind: CallEventKind) {
         self.endpoint.events().publish(CallEvent {
-            call_id: self.event_call_id.clone(),
+            call_id: String::from_utf8_lossy(&self.info.call_id).into_owned(),
             at: chrono::Utc::now(),
-            rules_version: self.rules_version.clone(),
+            rules_version: self.rules.rules.version.hash.clone(),
             kind,
         });
     }

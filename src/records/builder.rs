@@ -3,7 +3,6 @@
 //! Pure (no I/O, the time comes with the events), so it is tested without a database.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -17,7 +16,7 @@ const STALE_AFTER_SECS: i64 = 6 * 3600;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRow {
-    pub call_id: Arc<str>,
+    pub call_id: String,
     pub started_at_ms: i64,
     pub answered_at_ms: Option<i64>,
     pub ended_at_ms: i64,
@@ -41,8 +40,7 @@ pub struct CallRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueRow {
     pub at_ms: i64,
-    /// Shared with the call's events (empty for agent states without a call).
-    pub call_id: Arc<str>,
+    pub call_id: String,
     pub queue: Option<String>,
     pub agent: Option<String>,
     pub kind: String,
@@ -162,7 +160,7 @@ pub type CallerFilter = Box<dyn Fn(&str) -> String + Send + Sync>;
 
 /// Collects each call's events until it ends.
 pub struct Builder {
-    open: HashMap<Arc<str>, OpenCall>,
+    open: HashMap<String, OpenCall>,
     caller: CallerFilter,
     /// Open calls forgotten because the table was full.
     pub forgotten: u64,
@@ -190,7 +188,7 @@ impl Builder {
             .retain(|_, call| (now - call.started).num_seconds() < STALE_AFTER_SECS);
         if self.open.len() >= MAX_OPEN_CALLS {
             // Still full: drop the oldest tenth.
-            let mut starts: Vec<(DateTime<Utc>, Arc<str>)> = self
+            let mut starts: Vec<(DateTime<Utc>, String)> = self
                 .open
                 .iter()
                 .map(|(id, c)| (c.started, id.clone()))
@@ -381,7 +379,7 @@ impl Builder {
                     reject_status: call.rejected.map(i32::from),
                     wait_secs: call.waited,
                     talk_secs,
-                    rules_version: event.rules_version.to_string(),
+                    rules_version: event.rules_version.clone(),
                 }));
             }
             CallEventKind::Menu { .. }

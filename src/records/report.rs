@@ -177,7 +177,7 @@ fn group_key(by: By, row: &QueueRow) -> String {
 pub fn compute(events: &[QueueRow], calls: &[CallRow], spec: &Spec) -> Report {
     let talk: HashMap<&str, f64> = calls
         .iter()
-        .filter_map(|c| Some((c.call_id.as_ref(), c.talk_secs?)))
+        .filter_map(|c| Some((c.call_id.as_str(), c.talk_secs?)))
         .collect();
     let (from_ms, to_ms) = (spec.from.timestamp_millis(), spec.to.timestamp_millis());
     let mut groups: BTreeMap<String, Kpis> = BTreeMap::new();
@@ -218,7 +218,7 @@ pub fn compute(events: &[QueueRow], calls: &[CallRow], spec: &Spec) -> Report {
                     if wait <= f64::from(threshold) {
                         k.answered_within_service_level += 1;
                     }
-                    if let Some(t) = talk.get(row.call_id.as_ref()) {
+                    if let Some(t) = talk.get(row.call_id.as_str()) {
                         k.talk_sum += t;
                         k.talk_count += 1;
                     }

@@ -267,7 +267,7 @@ impl Store {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for c in chunk {
                 query = query
-                    .bind(c.call_id.as_ref())
+                    .bind(&c.call_id)
                     .bind(c.started_at_ms)
                     .bind(c.answered_at_ms)
                     .bind(c.ended_at_ms)
@@ -295,7 +295,7 @@ impl Store {
             for q in chunk {
                 query = query
                     .bind(q.at_ms)
-                    .bind(q.call_id.as_ref())
+                    .bind(&q.call_id)
                     .bind(&q.queue)
                     .bind(&q.agent)
                     .bind(&q.kind)
