@@ -36,7 +36,7 @@ pub async fn run(endpoint: Arc<Endpoint>, every: Duration, failures: u32, mut sh
     if every.is_zero() {
         return;
     }
-    let (tx, mut rx) = mpsc::channel::<CallInput>(256);
+    let (tx, mut rx) = mpsc::channel::<Box<CallInput>>(256);
     let mut probes: HashMap<Bytes, Probe> = HashMap::new();
     let mut missed: HashMap<String, u32> = HashMap::new();
     let mut next_round = Instant::now() + Duration::from_secs(1);
@@ -50,7 +50,7 @@ pub async fn run(endpoint: Arc<Endpoint>, every: Duration, failures: u32, mut sh
         tokio::select! {
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
             input = rx.recv() => {
-                if let Some(CallInput::Response { response, .. }) = input {
+                if let Some(CallInput::Response { response, .. }) = input.map(|input| *input) {
                     let call_id = response.headers.get(&HeaderName::CallId).cloned().unwrap_or_default();
                     if let Some(probe) = probes.get_mut(&call_id)
                         && probe.txn.on_response(Instant::now(), response.status)

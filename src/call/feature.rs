@@ -40,7 +40,7 @@ impl CallerLeg {
             let result = answer
                 .await
                 .unwrap_or_else(|_| Err(AcdError::UnknownAgent(String::new())));
-            let _ = tx.send(CallInput::Feature(result)).await;
+            let _ = tx.send(Box::new(CallInput::Feature(result))).await;
         });
     }
 

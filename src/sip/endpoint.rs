@@ -25,7 +25,7 @@ use super::transport::{Flow, Transports};
 use super::uas::{Verdict, classify};
 use super::validate::{Invalid, RequestInfo, check_request};
 use crate::acd::service::AcdHandle;
-use crate::call::{self, CallInput, CallStart};
+use crate::call::{self, CallInput, CallSender, CallStart};
 use crate::events::EventBus;
 use crate::media::rtp_ports::RtpPortPool;
 use crate::media::session::MediaStats;
@@ -90,7 +90,7 @@ const SHARDS: usize = 16;
 const MAX_LINGERING: usize = 200_000;
 
 struct CallTable {
-    shards: Vec<Mutex<HashMap<Bytes, mpsc::Sender<CallInput>>>>,
+    shards: Vec<Mutex<HashMap<Bytes, CallSender>>>,
     hasher: RandomState,
     active: AtomicUsize,
 }
@@ -104,7 +104,7 @@ impl CallTable {
         }
     }
 
-    fn shard(&self, call_id: &Bytes) -> &Mutex<HashMap<Bytes, mpsc::Sender<CallInput>>> {
+    fn shard(&self, call_id: &Bytes) -> &Mutex<HashMap<Bytes, CallSender>> {
         &self.shards[(self.hasher.hash_one(call_id) as usize) % SHARDS]
     }
 
@@ -116,7 +116,7 @@ impl CallTable {
             .sum()
     }
 
-    fn get(&self, call_id: &Bytes) -> Option<mpsc::Sender<CallInput>> {
+    fn get(&self, call_id: &Bytes) -> Option<CallSender> {
         self.shard(call_id).lock().ok()?.get(call_id).cloned()
     }
 }
@@ -275,7 +275,7 @@ impl Endpoint {
 
     /// Routes messages with an agent leg's Call-ID to the task of the call that placed it.
     /// Agent legs do not count as calls.
-    pub fn register_leg(&self, call_id: Bytes, tx: mpsc::Sender<CallInput>) {
+    pub fn register_leg(&self, call_id: Bytes, tx: CallSender) {
         if let Ok(mut map) = self.calls.shard(&call_id).lock() {
             map.insert(call_id, tx);
         }
@@ -450,8 +450,8 @@ impl Endpoint {
         }
     }
 
-    fn deliver(&self, tx: &mpsc::Sender<CallInput>, input: CallInput) {
-        if tx.try_send(input).is_err() {
+    fn deliver(&self, tx: &CallSender, input: CallInput) {
+        if tx.try_send(Box::new(input)).is_err() {
             // Full or just ended: the peer retransmits.
             self.stats.call_queue_full.fetch_add(1, Ordering::Relaxed);
         }
