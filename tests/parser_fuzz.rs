@@ -648,6 +648,8 @@ fn check_sdp(body: &[u8]) -> Result<(), TestCaseError> {
     prop_assert!(!offer.codecs.is_empty(), "accepted offer without codecs");
     let ip = "127.0.0.1".parse().expect("ip");
     let answer = describe(ip, 20_000, 7, 8, Some(&offer));
+    let answer = String::from_utf8(answer.to_vec())
+        .map_err(|_| TestCaseError::fail("our answer is not UTF-8"))?;
     let again = parse_offer(answer.as_bytes()).map_err(|e| {
         TestCaseError::fail(format!("our answer does not parse ({e:?}):\n{answer}"))
     })?;

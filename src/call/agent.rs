@@ -7,7 +7,6 @@
 //! ACD confirms with [`AcdNotice::Connected`] — so a ring that timed out in the same instant
 //! never connects.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -22,7 +21,9 @@ use crate::media::prompts::Law;
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer};
 use crate::sip::message::{HeaderName, Headers, Method, Request, Response, write_request};
-use crate::sip::reply::{ALLOW, random_hex, via_value, write_host, write_socket_addr};
+use crate::sip::reply::{
+    ALLOW, random_hex, via_value, write_host, write_number, write_socket_addr,
+};
 use crate::sip::transaction::{Action, ClientInviteEvent, InviteClient, NonInviteClient};
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;
@@ -93,26 +94,29 @@ pub(super) fn static_target(uri: &str) -> Option<AgentTarget> {
 }
 
 /// Our SDP offer toward the agent: the caller's law first, so the relay rarely transcodes.
-fn offer(ip: IpAddr, port: u16, session: u64, first: Law) -> String {
-    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    let (pts, maps) = match first {
+fn offer(ip: IpAddr, port: u16, session: u64, first: Law) -> Bytes {
+    let (pts, maps): (&[u8], &[u8]) = match first {
         Law::Ulaw => (
-            "0 8 101",
-            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
+            b"0 8 101",
+            b"a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
         ),
         Law::Alaw => (
-            "8 0 101",
-            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n",
+            b"8 0 101",
+            b"a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n",
         ),
     };
-    let mut sdp = String::with_capacity(300);
-    let _ = write!(
-        sdp,
-        "v=0\r\no=zentrale {session} 1 IN {family} {ip}\r\ns=zentrale\r\nc=IN {family} {ip}\r\n\
-         t=0 0\r\nm=audio {port} RTP/AVP {pts}\r\n{maps}\
-         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+    let mut sdp = BytesMut::with_capacity(300);
+    sdp::write_origin_and_connection(&mut sdp, ip, session, 1);
+    sdp.extend_from_slice(b"m=audio ");
+    write_number(&mut sdp, u64::from(port));
+    sdp.extend_from_slice(b" RTP/AVP ");
+    sdp.extend_from_slice(pts);
+    sdp.extend_from_slice(b"\r\n");
+    sdp.extend_from_slice(maps);
+    sdp.extend_from_slice(
+        b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n",
     );
-    sdp
+    sdp.freeze()
 }
 
 /// A display name is a quoted-string: no quotes or backslashes inside, kept short.
@@ -218,7 +222,7 @@ impl AgentLeg {
             method: Method::Invite,
             uri: uri.clone(),
             headers,
-            body: Bytes::from(body),
+            body,
         });
         let txn = InviteClient::new(
             config.timers,
@@ -711,12 +715,12 @@ impl CallerLeg {
                 HeaderName::ContentType,
                 Bytes::from_static(b"application/sdp"),
             );
-            response.body = Bytes::from(offer(
+            response.body = offer(
                 self.endpoint.rtp_pool().ip(),
                 port,
                 self.sdp_session_id,
                 law,
-            ));
+            );
         }
         self.endpoint
             .send(&flow, crate::sip::message::write_response(&response));
@@ -844,6 +848,7 @@ mod tests {
     fn our_offer_puts_the_callers_law_first() {
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         let sdp = offer(ip, 40000, 7, Law::Alaw);
+        let sdp = std::str::from_utf8(&sdp).expect("ASCII");
         assert!(sdp.contains("m=audio 40000 RTP/AVP 8 0 101\r\n"));
         let parsed = sdp::parse_offer(sdp.as_bytes()).expect("our own SDP parses");
         assert_eq!(parsed.codecs[0].1, sdp::Codec::Pcma);

@@ -471,7 +471,7 @@ impl CallerLeg {
             HeaderName::ContentType,
             Bytes::from_static(b"application/sdp"),
         );
-        response.body = Bytes::from(body);
+        response.body = body;
         response
     }
 

@@ -4,8 +4,11 @@
 //! offer/answer rules (codec choice in the offerer's order, mirrored direction, port 0 for media
 //! we decline) stay.
 
-use std::fmt::Write;
 use std::net::IpAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::sip::reply::{write_ip, write_number};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -192,47 +195,83 @@ pub fn describe(
     session_id: u64,
     version: u64,
     offer: Option<&Offer>,
-) -> String {
-    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    let mut sdp = String::with_capacity(320);
-    let _ = write!(
-        sdp,
-        "v=0\r\no=zentrale {session_id} {version} IN {family} {ip}\r\ns=zentrale\r\n\
-         c=IN {family} {ip}\r\nt=0 0\r\n"
-    );
-    let (codecs, te, direction): (Vec<(u8, Codec)>, Option<u8>, Direction) = match offer {
+) -> Bytes {
+    let (codecs, te, direction): (&[(u8, Codec)], Option<u8>, Direction) = match offer {
         Some(o) => (
-            o.codecs.first().copied().into_iter().collect(),
+            o.codecs.get(..1).unwrap_or_default(),
             o.telephone_event,
             o.direction.answer(),
         ),
         None => (
-            vec![(0, Codec::Pcmu), (8, Codec::Pcma)],
+            &[(0, Codec::Pcmu), (8, Codec::Pcma)],
             Some(101),
             Direction::SendRecv,
         ),
     };
-    let _ = write!(sdp, "m=audio {port} RTP/AVP");
+    let mut sdp = BytesMut::with_capacity(320);
+    write_origin_and_connection(&mut sdp, ip, session_id, version);
+    sdp.extend_from_slice(b"m=audio ");
+    write_number(&mut sdp, u64::from(port));
+    sdp.extend_from_slice(b" RTP/AVP");
     for pt in codecs.iter().map(|(pt, _)| *pt).chain(te) {
-        let _ = write!(sdp, " {pt}");
+        sdp.put_u8(b' ');
+        write_number(&mut sdp, u64::from(pt));
     }
-    sdp.push_str("\r\n");
-    for (pt, codec) in &codecs {
-        let _ = write!(sdp, "a=rtpmap:{pt} {}/8000\r\n", codec.name());
+    sdp.extend_from_slice(b"\r\n");
+    for (pt, codec) in codecs {
+        write_rtpmap(&mut sdp, *pt, codec.name());
     }
     if let Some(te) = te {
-        let _ = write!(
-            sdp,
-            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
-        );
+        write_rtpmap(&mut sdp, te, "telephone-event");
+        sdp.extend_from_slice(b"a=fmtp:");
+        write_number(&mut sdp, u64::from(te));
+        sdp.extend_from_slice(b" 0-15\r\n");
     }
-    let _ = write!(sdp, "a=ptime:20\r\na={}\r\n", direction.attribute());
+    sdp.extend_from_slice(b"a=ptime:20\r\na=");
+    sdp.extend_from_slice(direction.attribute().as_bytes());
+    sdp.extend_from_slice(b"\r\n");
     if let Some(o) = offer {
         for (media, proto, fmt) in &o.declined {
-            let _ = write!(sdp, "m={media} 0 {proto} {fmt}\r\n");
+            for part in [
+                b"m=" as &[u8],
+                media.as_bytes(),
+                b" 0 ",
+                proto.as_bytes(),
+                b" ",
+            ] {
+                sdp.extend_from_slice(part);
+            }
+            sdp.extend_from_slice(fmt.as_bytes());
+            sdp.extend_from_slice(b"\r\n");
         }
     }
-    sdp
+    sdp.freeze()
+}
+
+/// `v=`, `o=`, `s=`, `c=` and `t=` of our descriptions (RFC 4566 §5), written straight into the
+/// buffer: a call sends two descriptions.
+pub fn write_origin_and_connection(sdp: &mut BytesMut, ip: IpAddr, session_id: u64, version: u64) {
+    let family: &[u8] = if ip.is_ipv4() { b"IP4 " } else { b"IP6 " };
+    sdp.extend_from_slice(b"v=0\r\no=zentrale ");
+    write_number(sdp, session_id);
+    sdp.put_u8(b' ');
+    write_number(sdp, version);
+    sdp.extend_from_slice(b" IN ");
+    sdp.extend_from_slice(family);
+    write_ip(sdp, ip);
+    sdp.extend_from_slice(b"\r\ns=zentrale\r\nc=IN ");
+    sdp.extend_from_slice(family);
+    write_ip(sdp, ip);
+    sdp.extend_from_slice(b"\r\nt=0 0\r\n");
+}
+
+/// `a=rtpmap:<pt> <encoding>/8000`.
+pub fn write_rtpmap(sdp: &mut BytesMut, pt: u8, encoding: &str) {
+    sdp.extend_from_slice(b"a=rtpmap:");
+    write_number(sdp, u64::from(pt));
+    sdp.put_u8(b' ');
+    sdp.extend_from_slice(encoding.as_bytes());
+    sdp.extend_from_slice(b"/8000\r\n");
 }
 
 #[cfg(test)]
@@ -250,6 +289,7 @@ mod tests {
         assert_eq!(offer.telephone_event, Some(101));
         assert_eq!(offer.audio_port, 6000);
         let answer = describe("127.0.0.1".parse().expect("ip"), 20000, 7, 8, Some(&offer));
+        let answer = std::str::from_utf8(&answer).expect("ASCII");
         assert!(
             answer.contains("m=audio 20000 RTP/AVP 8 101\r\n"),
             "{answer}"

@@ -128,9 +128,20 @@ pub fn write_socket_addr(out: &mut BytesMut, addr: SocketAddr) {
     write_number(out, u64::from(addr.port()));
 }
 
-/// Writes `ip` as the host of a SIP URI (RFC 3261 §25.1: an IPv6 address in brackets); IPv4,
-/// the common case, without the formatting machinery.
+/// Writes `ip` as the host of a SIP URI (RFC 3261 §25.1: an IPv6 address in brackets).
 pub fn write_host(out: &mut BytesMut, ip: IpAddr) {
+    if ip.is_ipv6() {
+        out.put_u8(b'[');
+        write_ip(out, ip);
+        out.put_u8(b']');
+    } else {
+        write_ip(out, ip);
+    }
+}
+
+/// Writes `ip` as its `Display` does (as SDP wants it); IPv4, the common case, without the
+/// formatting machinery.
+pub fn write_ip(out: &mut BytesMut, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -143,7 +154,7 @@ pub fn write_host(out: &mut BytesMut, ip: IpAddr) {
         IpAddr::V6(v6) => {
             use std::fmt::Write;
             // Writing into a BytesMut cannot fail.
-            let _ = write!(out, "[{v6}]");
+            let _ = write!(out, "{v6}");
         }
     }
 }
