@@ -22,7 +22,7 @@ use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer};
 use crate::sip::message::{HeaderName, Headers, Method, Request, Response, write_request};
 use crate::sip::reply::{
-    ALLOW, random_hex, via_value, write_host, write_number, write_socket_addr,
+    ALLOW, contact_value, random_hex, random_token, via_value, write_host, write_number,
 };
 use crate::sip::transaction::{Action, ClientInviteEvent, InviteClient, NonInviteClient};
 use crate::sip::transport::Flow;
@@ -146,7 +146,7 @@ impl AgentLeg {
         call_id.extend_from_slice(&random_hex());
         call_id.extend_from_slice(b"@zentrale");
         let call_id = call_id.freeze();
-        let local_tag: String = random_hex().iter().map(|&b| char::from(b)).collect();
+        let local_tag = random_token();
         let transport = target.flow.transport_name();
         let advertised = config.advertised;
         let via = via_value(transport, advertised);
@@ -184,14 +184,11 @@ impl AgentLeg {
         headers.push(HeaderName::To, to.clone());
         headers.push(HeaderName::CallId, call_id.clone());
         headers.push(HeaderName::CSeq, Bytes::from_static(b"1 INVITE"));
-        let mut contact = BytesMut::with_capacity(48);
-        contact.extend_from_slice(b"<sip:zentrale@");
-        write_socket_addr(&mut contact, advertised);
-        if let Flow::Tcp { .. } = target.flow {
-            contact.extend_from_slice(b";transport=tcp");
-        }
-        contact.put_u8(b'>');
-        headers.push(HeaderName::Contact, contact.freeze());
+        let tcp = matches!(target.flow, Flow::Tcp { .. });
+        headers.push(
+            HeaderName::Contact,
+            contact_value("zentrale", advertised, tcp),
+        );
         headers.push(HeaderName::Allow, Bytes::from_static(ALLOW.as_bytes()));
         headers.push(
             HeaderName::Other("User-Agent".into()),

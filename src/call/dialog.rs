@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::headers::{parse_name_addr, split_commas};
 use crate::sip::message::{HeaderName, Headers, Method, Request, write_request};
-use crate::sip::reply::{via_value, write_number, write_socket_addr};
+use crate::sip::reply::{contact_value, via_value, write_number};
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;
 
@@ -118,23 +118,8 @@ impl Dialog {
 
     /// Our Contact: where the peer sends in-dialog requests.
     pub fn local_contact(&self, config: &EndpointConfig, flow: &Flow) -> Bytes {
-        let mut out = BytesMut::with_capacity(48 + self.local_user.len());
-        out.extend_from_slice(b"<sip:");
-        let user_at = out.len();
-        out.extend(
-            self.local_user
-                .bytes()
-                .filter(|c| c.is_ascii_alphanumeric() || b"+-_.!~*'()".contains(c)),
-        );
-        if out.len() > user_at {
-            out.put_u8(b'@');
-        }
-        write_socket_addr(&mut out, config.advertised);
-        if let Flow::Tcp { .. } = flow {
-            out.extend_from_slice(b";transport=tcp");
-        }
-        out.put_u8(b'>');
-        out.freeze()
+        let tcp = matches!(flow, Flow::Tcp { .. });
+        contact_value(&self.local_user, config.advertised, tcp)
     }
 
     /// A new request inside the dialog (§12.2.1.1). It travels over the flow the dialog came

@@ -121,6 +121,27 @@ pub fn via_value(transport: &str, advertised: SocketAddr) -> Bytes {
     out.freeze()
 }
 
+/// A Contact value of ours: `<sip:user@advertised>` (`;transport=tcp` over TCP). The user part
+/// keeps only RFC 3261 §25.1 unreserved characters and is left out when nothing is left.
+pub fn contact_value(user: &str, advertised: SocketAddr, tcp: bool) -> Bytes {
+    let mut out = BytesMut::with_capacity(48 + user.len());
+    out.extend_from_slice(b"<sip:");
+    let user_at = out.len();
+    out.extend(
+        user.bytes()
+            .filter(|c| c.is_ascii_alphanumeric() || b"+-_.!~*'()".contains(c)),
+    );
+    if out.len() > user_at {
+        out.put_u8(b'@');
+    }
+    write_socket_addr(&mut out, advertised);
+    if tcp {
+        out.extend_from_slice(b";transport=tcp");
+    }
+    out.put_u8(b'>');
+    out.freeze()
+}
+
 /// Writes `addr` as its `Display` does (`192.0.2.1:5060`, `[2001:db8::1]:5060`).
 pub fn write_socket_addr(out: &mut BytesMut, addr: SocketAddr) {
     write_host(out, addr.ip());
@@ -209,6 +230,28 @@ mod tests {
             write_number(&mut out, n);
             assert_eq!(&out[..], n.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn contact_values_keep_unreserved_user_characters() {
+        let addr: SocketAddr = "192.0.2.1:5070".parse().expect("address");
+        assert_eq!(
+            &contact_value("490", addr, false)[..],
+            b"<sip:490@192.0.2.1:5070>"
+        );
+        assert_eq!(
+            &contact_value("+49 3641<490>", addr, true)[..],
+            b"<sip:+493641490@192.0.2.1:5070;transport=tcp>"
+        );
+        assert_eq!(
+            &contact_value("<>", addr, false)[..],
+            b"<sip:192.0.2.1:5070>"
+        );
+        let v6: SocketAddr = "[2001:db8::1]:5060".parse().expect("address");
+        assert_eq!(
+            &contact_value("", v6, false)[..],
+            b"<sip:[2001:db8::1]:5060>"
+        );
     }
 
     #[test]
