@@ -21,9 +21,7 @@ use crate::media::prompts::Law;
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer};
 use crate::sip::message::{HeaderName, Headers, Method, Request, Response, write_request};
-use crate::sip::reply::{
-    ALLOW, contact_value, random_hex, random_token, via_value, write_host, write_number,
-};
+use crate::sip::reply::{ALLOW, contact_value, random_token, via_value, write_host, write_number};
 use crate::sip::transaction::{Action, ClientInviteEvent, InviteClient, NonInviteClient};
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;
@@ -143,7 +141,7 @@ impl AgentLeg {
     ) -> (AgentLeg, Bytes) {
         let config = leg.endpoint.config();
         let mut call_id = BytesMut::with_capacity(25);
-        call_id.extend_from_slice(&random_hex());
+        call_id.extend_from_slice(random_token().as_bytes());
         call_id.extend_from_slice(b"@zentrale");
         let call_id = call_id.freeze();
         let local_tag = random_token();

@@ -90,21 +90,9 @@ fn has_tag(value: &[u8]) -> bool {
 }
 
 /// 16 lowercase hex digits of a random `u64`, for tags, branches and Call-IDs (RFC 3261
-/// §19.3: at least 32 bits of randomness). Written without the formatting machinery: a call
-/// makes several of these.
-pub fn random_hex() -> [u8; 16] {
-    use rand::Rng;
-    let n: u64 = rand::rng().random();
-    let mut out = [0u8; 16];
-    for (i, digit) in out.iter_mut().enumerate() {
-        *digit = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    out
-}
-
-/// [`random_hex`] as a `String`.
+/// §19.3: at least 32 bits of randomness).
 pub fn random_token() -> String {
-    random_hex().iter().map(|&b| char::from(b)).collect()
+    super::digest::to_hex(&rand::random::<u64>().to_be_bytes())
 }
 
 /// The Via value of a request we send: `SIP/2.0/<transport> <advertised>;branch=z9hG4bK…;rport`
@@ -116,7 +104,7 @@ pub fn via_value(transport: &str, advertised: SocketAddr) -> Bytes {
     out.put_u8(b' ');
     write_socket_addr(&mut out, advertised);
     out.extend_from_slice(b";branch=z9hG4bK");
-    out.extend_from_slice(&random_hex());
+    out.extend_from_slice(random_token().as_bytes());
     out.extend_from_slice(b";rport");
     out.freeze()
 }
