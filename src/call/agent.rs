@@ -20,8 +20,10 @@ use crate::acd::service::AcdCommand;
 use crate::media::prompts::Law;
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer};
-use crate::sip::message::{HeaderName, Headers, Method, Request, Response, write_request};
-use crate::sip::reply::{ALLOW, contact_value, random_token, via_value, write_host, write_number};
+use crate::sip::message::{
+    HeaderName, Headers, Method, Request, Response, write_host, write_number, write_request,
+};
+use crate::sip::reply::{ALLOW, contact_value, random_token, via_value};
 use crate::sip::transaction::{Action, ClientInviteEvent, InviteClient, NonInviteClient};
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;

@@ -5,8 +5,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::sip::endpoint::EndpointConfig;
 use crate::sip::headers::{parse_name_addr, split_commas};
-use crate::sip::message::{HeaderName, Headers, Method, Request, write_request};
-use crate::sip::reply::{contact_value, via_value, write_number};
+use crate::sip::message::{HeaderName, Headers, Method, Request, write_number, write_request};
+use crate::sip::reply::{contact_value, via_value};
 use crate::sip::transport::Flow;
 use crate::sip::validate::RequestInfo;
 

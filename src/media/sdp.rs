@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::sip::reply::{write_ip, write_number};
+use crate::sip::message::{write_ip, write_number};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {

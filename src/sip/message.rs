@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -677,20 +678,12 @@ pub fn write_request(request: &Request) -> Bytes {
 pub fn write_response(response: &Response) -> Bytes {
     let mut out = BytesMut::with_capacity(512 + response.body.len());
     out.extend_from_slice(b"SIP/2.0 ");
-    out.extend_from_slice(itoa3(response.status).as_slice());
+    write_number(&mut out, u64::from(response.status));
     out.put_u8(b' ');
     out.extend_from_slice(&response.reason);
     out.extend_from_slice(b"\r\n");
     write_headers_and_body(&mut out, &response.headers, &response.body);
     out.freeze()
-}
-
-fn itoa3(n: u16) -> [u8; 3] {
-    [
-        b'0' + (n / 100 % 10) as u8,
-        b'0' + (n / 10 % 10) as u8,
-        b'0' + (n % 10) as u8,
-    ]
 }
 
 /// Writes headers (except Content-Length, which is always computed from the body) and the body.
@@ -705,14 +698,87 @@ fn write_headers_and_body(out: &mut BytesMut, headers: &Headers, body: &[u8]) {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    write_number(out, body.len() as u64);
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// Writes `addr` as its `Display` does (`192.0.2.1:5060`, `[2001:db8::1]:5060`).
+pub fn write_socket_addr(out: &mut BytesMut, addr: SocketAddr) {
+    write_host(out, addr.ip());
+    out.put_u8(b':');
+    write_number(out, u64::from(addr.port()));
+}
+
+/// Writes `ip` as the host of a SIP URI (RFC 3261 §25.1: an IPv6 address in brackets).
+pub fn write_host(out: &mut BytesMut, ip: IpAddr) {
+    if ip.is_ipv6() {
+        out.put_u8(b'[');
+        write_ip(out, ip);
+        out.put_u8(b']');
+    } else {
+        write_ip(out, ip);
+    }
+}
+
+/// Writes `ip` as its `Display` does (as SDP wants it); IPv4, the common case, without the
+/// formatting machinery.
+pub fn write_ip(out: &mut BytesMut, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b'.');
+                }
+                write_number(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            // Writing into a BytesMut cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Writes `n` in decimal.
+pub fn write_number(out: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_and_numbers_are_written_as_display_writes_them() {
+        for addr in [
+            "127.0.0.1:5060",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:5060",
+        ] {
+            let addr: SocketAddr = addr.parse().expect("address");
+            let mut out = BytesMut::new();
+            write_socket_addr(&mut out, addr);
+            assert_eq!(&out[..], addr.to_string().as_bytes());
+        }
+        for n in [0, 7, 10, 1_800, u64::MAX] {
+            let mut out = BytesMut::new();
+            write_number(&mut out, n);
+            assert_eq!(&out[..], n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn every_known_header_name_parses_to_itself_in_any_case() {

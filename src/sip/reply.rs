@@ -1,10 +1,11 @@
-//! Building responses to a received request (RFC 3261 §8.2.6).
+//! Building responses to a received request (RFC 3261 §8.2.6), and the values of our own that
+//! go into messages we send (tokens, Via, Contact).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::message::{HeaderName, Headers, Request, Response};
+use super::message::{HeaderName, Headers, Request, Response, write_socket_addr};
 
 /// The methods we implement, for `Allow` (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REGISTER";
@@ -130,59 +131,6 @@ pub fn contact_value(user: &str, advertised: SocketAddr, tcp: bool) -> Bytes {
     out.freeze()
 }
 
-/// Writes `addr` as its `Display` does (`192.0.2.1:5060`, `[2001:db8::1]:5060`).
-pub fn write_socket_addr(out: &mut BytesMut, addr: SocketAddr) {
-    write_host(out, addr.ip());
-    out.put_u8(b':');
-    write_number(out, u64::from(addr.port()));
-}
-
-/// Writes `ip` as the host of a SIP URI (RFC 3261 §25.1: an IPv6 address in brackets).
-pub fn write_host(out: &mut BytesMut, ip: IpAddr) {
-    if ip.is_ipv6() {
-        out.put_u8(b'[');
-        write_ip(out, ip);
-        out.put_u8(b']');
-    } else {
-        write_ip(out, ip);
-    }
-}
-
-/// Writes `ip` as its `Display` does (as SDP wants it); IPv4, the common case, without the
-/// formatting machinery.
-pub fn write_ip(out: &mut BytesMut, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.put_u8(b'.');
-                }
-                write_number(out, u64::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::fmt::Write;
-            // Writing into a BytesMut cannot fail.
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-/// Writes `n` in decimal.
-pub fn write_number(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,26 +146,6 @@ mod tests {
             "{a}"
         );
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn addresses_and_numbers_are_written_as_display_writes_them() {
-        for addr in [
-            "127.0.0.1:5060",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "[::1]:5060",
-        ] {
-            let addr: SocketAddr = addr.parse().expect("address");
-            let mut out = BytesMut::new();
-            write_socket_addr(&mut out, addr);
-            assert_eq!(&out[..], addr.to_string().as_bytes());
-        }
-        for n in [0, 7, 10, 1_800, u64::MAX] {
-            let mut out = BytesMut::new();
-            write_number(&mut out, n);
-            assert_eq!(&out[..], n.to_string().as_bytes());
-        }
     }
 
     #[test]
