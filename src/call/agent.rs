@@ -7,7 +7,6 @@
 //! ACD confirms with [`AcdNotice::Connected`] — so a ring that timed out in the same instant
 //! never connects.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -17,11 +16,10 @@ use super::CallerLeg;
 use super::dialog::Dialog;
 use crate::acd::LegFailure;
 use crate::acd::service::AcdCommand;
-use crate::media::prompts::Law;
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer};
 use crate::sip::message::{
-    HeaderName, Headers, Method, Request, Response, write_host, write_number, write_request,
+    HeaderName, Headers, Method, Request, Response, write_host, write_request,
 };
 use crate::sip::reply::{ALLOW, contact_value, random_token, via_value};
 use crate::sip::transaction::{Action, ClientInviteEvent, InviteClient, NonInviteClient};
@@ -91,32 +89,6 @@ pub(super) fn static_target(uri: &str) -> Option<AgentTarget> {
         uri: uri.to_string(),
         flow: Flow::Udp { peer },
     })
-}
-
-/// Our SDP offer toward the agent: the caller's law first, so the relay rarely transcodes.
-fn offer(ip: IpAddr, port: u16, session: u64, first: Law) -> Bytes {
-    let (pts, maps): (&[u8], &[u8]) = match first {
-        Law::Ulaw => (
-            b"0 8 101",
-            b"a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
-        ),
-        Law::Alaw => (
-            b"8 0 101",
-            b"a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n",
-        ),
-    };
-    let mut sdp = BytesMut::with_capacity(300);
-    sdp::write_origin_and_connection(&mut sdp, ip, session, 1);
-    sdp.extend_from_slice(b"m=audio ");
-    write_number(&mut sdp, u64::from(port));
-    sdp.extend_from_slice(b" RTP/AVP ");
-    sdp.extend_from_slice(pts);
-    sdp.extend_from_slice(b"\r\n");
-    sdp.extend_from_slice(maps);
-    sdp.extend_from_slice(
-        b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n",
-    );
-    sdp.freeze()
 }
 
 /// A display name is a quoted-string: no quotes or backslashes inside, kept short.
@@ -208,13 +180,7 @@ impl AgentLeg {
             HeaderName::ContentType,
             Bytes::from_static(b"application/sdp"),
         );
-        let law = leg.caller_law();
-        let body = offer(
-            leg.endpoint.rtp_pool().ip(),
-            rtp.port,
-            leg.sdp_session_id,
-            law,
-        );
+        let body = leg.agent_offer(rtp.port);
         let invite = write_request(&Request {
             method: Method::Invite,
             uri: uri.clone(),
@@ -333,17 +299,21 @@ fn failure_of(status: u16) -> LegFailure {
 }
 
 impl CallerLeg {
-    /// The law the caller talks (our first choice when the caller's answer is still open).
-    pub(super) fn caller_law(&self) -> Law {
-        match self
+    /// Our SDP offer toward an agent from RTP port `port`: the caller's codec first (PCMU when
+    /// the caller offered none), so the relay rarely transcodes.
+    fn agent_offer(&self, port: u16) -> Bytes {
+        let first = self
             .offer
             .as_ref()
             .and_then(|o| o.codecs.first())
-            .map(|c| c.1)
-        {
-            Some(sdp::Codec::Pcma) => Law::Alaw,
-            _ => Law::Ulaw,
-        }
+            .map_or(sdp::Codec::Pcmu, |c| c.1);
+        sdp::offer(
+            self.endpoint.rtp_pool().ip(),
+            port,
+            self.sdp_session_id,
+            1,
+            first,
+        )
     }
 
     /// Where the agent's phone is right now.
@@ -707,17 +677,11 @@ impl CallerLeg {
             && let Some(port) = self.rtp_port_for_agent_sdp()
         {
             // A re-INVITE needs an answer with SDP; ours is unchanged.
-            let law = self.caller_law();
             response.headers.push(
                 HeaderName::ContentType,
                 Bytes::from_static(b"application/sdp"),
             );
-            response.body = offer(
-                self.endpoint.rtp_pool().ip(),
-                port,
-                self.sdp_session_id,
-                law,
-            );
+            response.body = self.agent_offer(port);
         }
         self.endpoint
             .send(&flow, crate::sip::message::write_response(&response));
@@ -843,8 +807,8 @@ mod tests {
 
     #[test]
     fn our_offer_puts_the_callers_law_first() {
-        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        let sdp = offer(ip, 40000, 7, Law::Alaw);
+        let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let sdp = sdp::offer(ip, 40000, 7, 1, sdp::Codec::Pcma);
         let sdp = std::str::from_utf8(&sdp).expect("ASCII");
         assert!(sdp.contains("m=audio 40000 RTP/AVP 8 0 101\r\n"));
         let parsed = sdp::parse_offer(sdp.as_bytes()).expect("our own SDP parses");

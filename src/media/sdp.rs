@@ -196,18 +196,49 @@ pub fn describe(
     version: u64,
     offer: Option<&Offer>,
 ) -> Bytes {
-    let (codecs, te, direction): (&[(u8, Codec)], Option<u8>, Direction) = match offer {
-        Some(o) => (
+    match offer {
+        Some(o) => write_description(
+            ip,
+            port,
+            (session_id, version),
             o.codecs.get(..1).unwrap_or_default(),
             o.telephone_event,
             o.direction.answer(),
+            &o.declined,
         ),
-        None => (
-            &[(0, Codec::Pcmu), (8, Codec::Pcma)],
-            Some(101),
-            Direction::SendRecv,
-        ),
+        None => self::offer(ip, port, session_id, version, Codec::Pcmu),
+    }
+}
+
+/// Our own offer: both G.711 laws, `first` first (toward an agent: the caller's law, so the
+/// relay rarely transcodes), telephone events as 101, send and receive.
+pub fn offer(ip: IpAddr, port: u16, session_id: u64, version: u64, first: Codec) -> Bytes {
+    let codecs: &[(u8, Codec)] = match first {
+        Codec::Pcmu => &[(0, Codec::Pcmu), (8, Codec::Pcma)],
+        Codec::Pcma => &[(8, Codec::Pcma), (0, Codec::Pcmu)],
     };
+    write_description(
+        ip,
+        port,
+        (session_id, version),
+        codecs,
+        Some(101),
+        Direction::SendRecv,
+        &[],
+    )
+}
+
+/// An SDP body with one audio stream (`codecs`, then telephone events if `te`) and the streams
+/// `declined` (port 0), written straight into the buffer.
+fn write_description(
+    ip: IpAddr,
+    port: u16,
+    (session_id, version): (u64, u64),
+    codecs: &[(u8, Codec)],
+    te: Option<u8>,
+    direction: Direction,
+    declined: &[(String, String, String)],
+) -> Bytes {
     let mut sdp = BytesMut::with_capacity(320);
     write_origin_and_connection(&mut sdp, ip, session_id, version);
     sdp.extend_from_slice(b"m=audio ");
@@ -230,27 +261,24 @@ pub fn describe(
     sdp.extend_from_slice(b"a=ptime:20\r\na=");
     sdp.extend_from_slice(direction.attribute().as_bytes());
     sdp.extend_from_slice(b"\r\n");
-    if let Some(o) = offer {
-        for (media, proto, fmt) in &o.declined {
-            for part in [
-                b"m=" as &[u8],
-                media.as_bytes(),
-                b" 0 ",
-                proto.as_bytes(),
-                b" ",
-            ] {
-                sdp.extend_from_slice(part);
-            }
-            sdp.extend_from_slice(fmt.as_bytes());
-            sdp.extend_from_slice(b"\r\n");
+    for (media, proto, fmt) in declined {
+        for part in [
+            b"m=" as &[u8],
+            media.as_bytes(),
+            b" 0 ",
+            proto.as_bytes(),
+            b" ",
+        ] {
+            sdp.extend_from_slice(part);
         }
+        sdp.extend_from_slice(fmt.as_bytes());
+        sdp.extend_from_slice(b"\r\n");
     }
     sdp.freeze()
 }
 
-/// `v=`, `o=`, `s=`, `c=` and `t=` of our descriptions (RFC 4566 §5), written straight into the
-/// buffer: a call sends two descriptions.
-pub fn write_origin_and_connection(sdp: &mut BytesMut, ip: IpAddr, session_id: u64, version: u64) {
+/// `v=`, `o=`, `s=`, `c=` and `t=` of our descriptions (RFC 4566 §5).
+fn write_origin_and_connection(sdp: &mut BytesMut, ip: IpAddr, session_id: u64, version: u64) {
     let family: &[u8] = if ip.is_ipv4() { b"IP4 " } else { b"IP6 " };
     sdp.extend_from_slice(b"v=0\r\no=zentrale ");
     write_number(sdp, session_id);
@@ -266,7 +294,7 @@ pub fn write_origin_and_connection(sdp: &mut BytesMut, ip: IpAddr, session_id: u
 }
 
 /// `a=rtpmap:<pt> <encoding>/8000`.
-pub fn write_rtpmap(sdp: &mut BytesMut, pt: u8, encoding: &str) {
+fn write_rtpmap(sdp: &mut BytesMut, pt: u8, encoding: &str) {
     sdp.extend_from_slice(b"a=rtpmap:");
     write_number(sdp, u64::from(pt));
     sdp.put_u8(b' ');
