@@ -80,22 +80,23 @@ impl RuleSet {
         };
         let outcome = match &number {
             None => {
-                evaluation.step(|_| {
-                    let text = format!(
-                        "Dialled {} is not one of the hotline's numbers: the call is refused.",
-                        facts.dialled
-                    );
-                    let kind = StepKind::Number {
-                        dialled: facts.dialled.clone(),
-                        number: None,
-                    };
-                    (kind, text)
+                evaluation.step(|| {
+                    (
+                        StepKind::Number {
+                            dialled: facts.dialled.clone(),
+                            number: None,
+                        },
+                        format!(
+                            "Dialled {} is not one of the hotline's numbers: the call is refused.",
+                            facts.dialled
+                        ),
+                    )
                 });
                 Outcome::NotOurNumber
             }
             Some(id) => {
                 let name = &self.numbers[id].name;
-                evaluation.step(|_| {
+                evaluation.step(|| {
                     (
                         StepKind::Number {
                             dialled: facts.dialled.clone(),
@@ -161,18 +162,18 @@ impl RuleSet {
 impl<'a> Evaluation<'a> {
     /// Adds a step to the explanation; `make` runs only when explaining (calls take the
     /// decision alone, and formatting every step's text was most of a call's rule evaluation).
-    fn step(&mut self, make: impl FnOnce(&Self) -> (StepKind, String)) {
+    fn step(&mut self, make: impl FnOnce() -> (StepKind, String)) {
         if !self.explain {
             return;
         }
-        let (kind, text) = make(self);
+        let (kind, text) = make();
         self.trail.push(Step { kind, text });
     }
 
     fn run(&mut self) -> Outcome {
         for _ in 0..MAX_HOPS {
             let Some(route) = self.first_route() else {
-                self.step(|_| {
+                self.step(|| {
                     (
                         StepKind::NoRoute,
                         "No route matched: the call ends (add a catch-all route at the end of \
@@ -189,7 +190,7 @@ impl<'a> Evaluation<'a> {
                 Next::Done(outcome) => return outcome,
             }
         }
-        self.step(|_| {
+        self.step(|| {
             (
                 StepKind::Loop,
                 format!("Gave up after {MAX_HOPS} steps: the rules send the call round in a loop."),
@@ -206,7 +207,7 @@ impl<'a> Evaluation<'a> {
             if let ActionKind::Menu(menu) = &route.then.kind
                 && self.answered.contains(menu)
             {
-                self.step(|_| {
+                self.step(|| {
                     (
                         StepKind::RouteSkipped {
                             route: route.id.clone(),
@@ -222,7 +223,7 @@ impl<'a> Evaluation<'a> {
             }
             match self.check(&route.when) {
                 Ok(because) => {
-                    self.step(|_| {
+                    self.step(|| {
                         let then = route.then.to_string();
                         let reasons = if because.is_empty() {
                             "it applies to every call".to_string()
@@ -243,7 +244,7 @@ impl<'a> Evaluation<'a> {
                     });
                     return Some(route);
                 }
-                Err(why_not) => self.step(|_| {
+                Err(why_not) => self.step(|| {
                     (
                         StepKind::RouteSkipped {
                             route: route.id.clone(),
@@ -287,10 +288,10 @@ impl<'a> Evaluation<'a> {
             match patterns.iter().find(|p| p.matches(caller)) {
                 Some(p) => held.push(self.why(|| format!("caller {shown} matches {}", p.0))),
                 None => {
-                    let list: Vec<&str> = patterns.iter().map(|p| p.0.as_str()).collect();
-                    return Err(
-                        self.why(|| format!("caller {shown} matches none of {}", list.join(", ")))
-                    );
+                    return Err(self.why(|| {
+                        let list: Vec<&str> = patterns.iter().map(|p| p.0.as_str()).collect();
+                        format!("caller {shown} matches none of {}", list.join(", "))
+                    }));
                 }
             }
         }
@@ -464,7 +465,7 @@ impl<'a> Evaluation<'a> {
             ActionKind::Topic(topic) => {
                 self.topic = Some(topic.clone());
                 let name = &self.rules.topics[topic].name;
-                self.step(|_| {
+                self.step(|| {
                     (
                         StepKind::Topic {
                             topic: topic.clone(),
@@ -516,7 +517,7 @@ impl<'a> Evaluation<'a> {
         });
         match overflow {
             Some((action, reason)) if hops < MAX_HOPS => {
-                self.step(|_| {
+                self.step(|| {
                     (
                         StepKind::QueueOverflow {
                             queue: id.to_string(),
@@ -551,7 +552,7 @@ impl<'a> Evaluation<'a> {
                     }
                 }
                 prompts.extend(menu.prompts.iter().cloned());
-                self.step(|_| {
+                self.step(|| {
                     (
                         StepKind::MenuWaiting {
                             menu: menu.id.clone(),
@@ -580,7 +581,7 @@ impl<'a> Evaluation<'a> {
             };
             if let Some((key, action)) = chosen {
                 self.answered.insert(menu.id.clone());
-                self.step(|_| {
+                self.step(|| {
                     (
                         StepKind::MenuKey {
                             menu: menu.id.clone(),
@@ -601,7 +602,7 @@ impl<'a> Evaluation<'a> {
             failures += 1;
             last_failure = Some(input);
             match input {
-                MenuInput::Key(key) => self.step(|_| {
+                MenuInput::Key(key) => self.step(|| {
                     (
                         StepKind::MenuInvalidKey {
                             menu: menu.id.clone(),
@@ -614,7 +615,7 @@ impl<'a> Evaluation<'a> {
                         ),
                     )
                 }),
-                MenuInput::NoInput => self.step(|_| {
+                MenuInput::NoInput => self.step(|| {
                     (
                         StepKind::MenuNoInput {
                             menu: menu.id.clone(),
@@ -629,7 +630,7 @@ impl<'a> Evaluation<'a> {
             }
             if failures >= menu.attempts {
                 self.answered.insert(menu.id.clone());
-                self.step(|_| {
+                self.step(|| {
                     (
                         StepKind::MenuFailed {
                             menu: menu.id.clone(),
