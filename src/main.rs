@@ -13,7 +13,77 @@ use zentrale::rules::{self, Severity};
 /// threads (SIP messages, headers, events), and glibc's allocator took ~20 % of the engine's
 /// CPU at 1,500 queue-routed calls/s (`bench/acd-calls.sh` under `perf`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: Allocator = Allocator;
+
+/// mimalloc, called the way its own `malloc` replacement is: the `mimalloc` crate's
+/// `MiMalloc` passes every allocation through `mi_malloc_aligned`, which first checks whether
+/// a free block of the size class happens to have the alignment and otherwise (every block
+/// over 1 KiB, or an empty free list) runs a generic path of a few hundred instructions. An
+/// alignment of at most 16 bytes that the size allows is what `malloc` guarantees anyway:
+/// those allocations (nearly all) go to `mi_malloc`, the rest to `mi_malloc_aligned` as
+/// before. Both take blocks from the same size classes, so memory use does not change; the
+/// engine runs about 2 % fewer instructions per queue-routed call (`bench/instructions.sh`:
+/// 437,620 → 429,094 at 100 calls/s).
+struct Allocator;
+
+/// What mimalloc's `mi_malloc` guarantees (`MI_MAX_ALIGN_SIZE`, `sizeof(max_align_t)`).
+const MALLOC_ALIGN: usize = 16;
+
+/// Whether `mi_malloc` alone gives a block of `size` bytes this alignment.
+fn malloc_aligns(size: usize, align: usize) -> bool {
+    align <= MALLOC_ALIGN && align <= size
+}
+
+// SAFETY: every block comes from mimalloc with at least the layout's size and alignment
+// (`mi_malloc` only where it guarantees the alignment, the aligned calls otherwise), and every
+// block is given back through `mi_free`/`mi_realloc*`, which take any mimalloc block.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let (size, align) = (layout.size(), layout.align());
+        // SAFETY: plain mimalloc calls; a null result is passed on as allocation failure.
+        unsafe {
+            if malloc_aligns(size, align) {
+                libmimalloc_sys::mi_malloc(size).cast()
+            } else {
+                libmimalloc_sys::mi_malloc_aligned(size, align).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let (size, align) = (layout.size(), layout.align());
+        // SAFETY: as in `alloc`; the zeroing variants zero the block.
+        unsafe {
+            if malloc_aligns(size, align) {
+                libmimalloc_sys::mi_zalloc(size).cast()
+            } else {
+                libmimalloc_sys::mi_zalloc_aligned(size, align).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from this allocator, i.e. from mimalloc.
+        unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let align = layout.align();
+        // SAFETY: `ptr` came from mimalloc; the new block keeps the layout's alignment
+        // (`mi_realloc` where `mi_malloc` guarantees it, `mi_realloc_aligned` otherwise).
+        unsafe {
+            if malloc_aligns(new_size, align) {
+                libmimalloc_sys::mi_realloc(ptr.cast(), new_size).cast()
+            } else {
+                libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new_size, align).cast()
+            }
+        }
+    }
+}
 
 /// mimalloc's `mi_option_purge_delay` (`mimalloc.h`, v2 and v3; `libmimalloc-sys` names no
 /// constant for it).
