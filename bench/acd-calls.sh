@@ -212,7 +212,7 @@ printf 'call: caller %s -> target -> callee %s (callee hangs up)\n' \
 steps=$(wc -w <<<"$RATES")
 sweep_secs=$((steps * REPEAT * (DURATION + 40) + 120))
 
-kam_rate=- kam_us=- kam_stop=- kam_ok=- kam_uas=-
+kam_rate=- kam_us=- kam_sys=- kam_stop=- kam_ok=- kam_uas=-
 if phase kamailio; then
     # Its own UAS, stopped with Kamailio: an overloaded Kamailio run leaves the UAS with calls
     # whose BYE is retransmitted for up to 32 s, which must not count against the engine.
@@ -222,7 +222,7 @@ if phase kamailio; then
         "$("$KAMAILIO" -v 2>/dev/null | head -1 | sed 's/^version: //')" "$KAM_PID" "$KAM_CHILDREN" \
         "${KAM_MALLOC:-default}" "$KAM_PORT" "$KAM_UAS_PORT"
     find_max_rate "127.0.0.1:$KAM_PORT" kamailio "$DIAL" "$KAM_PID"
-    kam_rate=$MAX_RATE kam_us=$MAX_RATE_US kam_stop=$MAX_RATE_STOP kam_ok=$MAX_RATE_OK kam_uas=$MAX_RATE_UAS_OK
+    kam_rate=$MAX_RATE kam_us=$MAX_RATE_US kam_sys=$MAX_RATE_SYS kam_stop=$MAX_RATE_STOP kam_ok=$MAX_RATE_OK kam_uas=$MAX_RATE_UAS_OK
     kamailio_stop
     kill -KILL "$UAS_PID" 2>/dev/null || true
     wait "$UAS_PID" 2>/dev/null || true
@@ -232,7 +232,7 @@ if phase kamailio; then
 fi
 
 lat_line="" lat_verdict="not measured" caller_line=""
-eng_rate=- eng_us=- eng_stop=- eng_ok=- eng_uas=- eng_uas_fail=- sweep_line=""
+eng_rate=- eng_us=- eng_sys=- eng_stop=- eng_ok=- eng_uas=- eng_uas_fail=- sweep_line=""
 if phase latency || phase engine; then
     env -i PATH="$PATH" HOME="${HOME:-/tmp}" ${ENGINE_ENV:-} \
         ZENTRALE_SIP__LISTEN="127.0.0.1:$SIP_PORT" \
@@ -325,7 +325,7 @@ if phase engine; then
     sampler=$!
     EXTRA_PIDS+=" $sampler"
     find_max_rate "127.0.0.1:$SIP_PORT" engine "$DIAL" "$ENGINE_PID"
-    eng_rate=$MAX_RATE eng_us=$MAX_RATE_US eng_stop=$MAX_RATE_STOP eng_ok=$MAX_RATE_OK
+    eng_rate=$MAX_RATE eng_us=$MAX_RATE_US eng_sys=$MAX_RATE_SYS eng_stop=$MAX_RATE_STOP eng_ok=$MAX_RATE_OK
     eng_uas=$MAX_RATE_UAS_OK eng_uas_fail=$MAX_RATE_UAS_FAIL eng_why=$MAX_RATE_WHY
     kill -KILL "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
@@ -373,13 +373,14 @@ fi
 echo
 echo "== summary  $(date -u +%Y-%m-%dT%H:%M:%SZ)  ($DURATION s per run, $REPEAT runs per rate, pass >= $THRESHOLD % calls that got the callee's BYE)"
 if phase engine; then
-    printf 'engine ACD (%s agents):  %6s calls/s  %6s us CPU per call  (stopped: %s)\n' "$AGENTS" "$eng_rate" "$eng_us" "$eng_stop"
+    printf 'engine ACD (%s agents):  %6s calls/s  %6s us CPU per call, %s %% in the kernel  (stopped: %s)\n' \
+        "$AGENTS" "$eng_rate" "$eng_us" "$eng_sys" "$eng_stop"
     printf '   at %s calls/s: callers with the agent'"'"'s BYE %s, agents'"'"' UAS calls completed %s (failed %s)\n' \
         "$eng_rate" "$eng_ok" "$eng_uas" "$eng_uas_fail"
 fi
 if phase kamailio; then
-    printf 'Kamailio forwarding:     %6s calls/s  %6s us CPU per call  (stopped: %s; callers ok %s, UAS calls completed %s)\n' \
-        "$kam_rate" "$kam_us" "$kam_stop" "$kam_ok" "$kam_uas"
+    printf 'Kamailio forwarding:     %6s calls/s  %6s us CPU per call, %s %% in the kernel  (stopped: %s; callers ok %s, UAS calls completed %s)\n' \
+        "$kam_rate" "$kam_us" "$kam_sys" "$kam_stop" "$kam_ok" "$kam_uas"
 fi
 printf 'ours / Kamailio:         %6s   goal >= 1.0: %s\n' "$ratio" "$ratio_verdict"
 [[ -n $lat_line ]] && echo "$lat_line"

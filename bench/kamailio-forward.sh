@@ -43,13 +43,13 @@ printf '%s  (pid %s, %s workers, -m %s -M %s, allocator %s, rcvbuf %s)  udp 127.
     "$KAM_SHM" "$KAM_PKG" "${KAM_MALLOC:-default}" "$KAM_RCVBUF" "$KAM_PORT" "$UAS_PORT"
 
 find_max_rate "127.0.0.1:$KAM_PORT" kamailio "$DIAL" "$KAM_PID"
-kam_rate=$MAX_RATE kam_fast=$MAX_RATE_FAST kam_us=$MAX_RATE_US kam_stop=$MAX_RATE_STOP
+kam_rate=$MAX_RATE kam_fast=$MAX_RATE_FAST kam_us=$MAX_RATE_US kam_sys=$MAX_RATE_SYS kam_stop=$MAX_RATE_STOP
 
 if [[ ${TOOLS:-0} == 1 ]]; then
     find_max_rate "127.0.0.1:$UAS_PORT" sipp-direct "$DIAL"
     echo
-    echo "result: kamailio $kam_rate calls/s ($kam_fast with p99 setup <= ${P99_LIMIT:-50} ms; ${kam_us} us CPU per call; stopped: $kam_stop); SIPp -> SIPp directly $MAX_RATE calls/s (stopped: $MAX_RATE_STOP)"
+    echo "result: kamailio $kam_rate calls/s ($kam_fast with p99 setup <= ${P99_LIMIT:-50} ms; ${kam_us} us CPU per call, ${kam_sys} % in the kernel; stopped: $kam_stop); SIPp -> SIPp directly $MAX_RATE calls/s (stopped: $MAX_RATE_STOP)"
 else
     echo
-    echo "result: kamailio $kam_rate calls/s ($kam_fast with p99 setup <= ${P99_LIMIT:-50} ms; ${kam_us} us CPU per call; stopped: $kam_stop)"
+    echo "result: kamailio $kam_rate calls/s ($kam_fast with p99 setup <= ${P99_LIMIT:-50} ms; ${kam_us} us CPU per call, ${kam_sys} % in the kernel; stopped: $kam_stop)"
 fi

@@ -169,13 +169,13 @@ cpu_pressure() {
     [[ -r /proc/pressure/cpu ]] && stall=$(awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) { sub(/total=/, "", $i); print $i } }' /proc/pressure/cpu)
     echo "$stall $(date +%s%6N)"
 }
-# utime + stime (clock ticks) of a process and its direct children together (Kamailio's
-# workers are children of its main process; the engine has none).
+# "TOTAL SYSTEM": utime + stime, and stime alone (clock ticks), of a process and its direct
+# children together (Kamailio's workers are children of its main process; the engine has none).
 # (cat, not awk, opens the files: a process may vanish meanwhile, and mawk stops at a missing file.)
 tree_ticks() {
     { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '{ pid = $1; line = $0; sub(/^.*\) /, "", line)
-            split(line, f, " "); if (pid == root || f[2] == root) t += f[12] + f[13] }
-        END { print t + 0 }'
+            split(line, f, " "); if (pid == root || f[2] == root) { t += f[12] + f[13]; k += f[13] } }
+        END { print t + 0, k + 0 }'
 }
 # Pids of the direct children of a process.
 child_pids() {
@@ -334,6 +334,8 @@ kamailio_stop() {
 # for at >= 95 % of the rate asked for. Stops at the first rate that does not pass. Prints a table on stdout and sets:
 #   MAX_RATE       highest passing rate in calls/s (0: none passed)
 #   MAX_RATE_US    CPU us per successful call of CPU_PID at MAX_RATE, mean of its runs ("-": none)
+#   MAX_RATE_SYS   the share of that CPU spent in the kernel (stime), in %, mean of the runs:
+#                  sending and receiving the datagrams, the part a proxy and a B2BUA share
 #   MAX_RATE_STOP  why the sweep stopped: failed (calls failed or timed out at the target),
 #                  caller (SIPp could not start the calls: its own CPU was near 100 %),
 #                  behind (fewer calls started than asked though SIPp had CPU: calls stayed
@@ -349,13 +351,13 @@ find_max_rate() {
     local p99_limit=${P99_LIMIT:-50} fast_ok fast_streak=1
     local duration=${DURATION:-10} repeat=${REPEAT:-2} threshold=${THRESHOLD:-99.9}
     local scenario=${UAC_SCENARIO:-$ROOT/tests/sipp/uac_basic.xml}
-    local hz port rate run rate_ok calls limit stat tag t0 t1 u0 u1 s0 s1 w0 w1 timer
+    local hz port rate run rate_ok calls limit stat tag t0 t1 k0 k1 u0 u1 s0 s1 w0 w1 timer sys sys_sum
     local d0 drops created ok failed achieved p99 sipp_cpu uas_cpu pct tgt_s us_call stall verdict us_sum us_n
     local uas_check=${UAS_CHECK:-0} rtd_label=${RTD_LABEL:-p99 setup} ua0 uf0 ua1 uf1 uas_cols ok_sum ua_sum uf_sum
     [[ -n ${UAS_PID:-} ]] || uas_check=0
     hz=$(getconf CLK_TCK)
     port=$(free_port)
-    MAX_RATE=0 MAX_RATE_FAST=0 MAX_RATE_US=- MAX_RATE_STOP=all-passed MAX_RATE_WHY="every rate asked for passed: the ceiling is higher; extend RATES"
+    MAX_RATE=0 MAX_RATE_FAST=0 MAX_RATE_US=- MAX_RATE_SYS=- MAX_RATE_STOP=all-passed MAX_RATE_WHY="every rate asked for passed: the ceiling is higher; extend RATES"
     MAX_RATE_OK=0 MAX_RATE_UAS_OK=- MAX_RATE_UAS_FAIL=-
     uas_cols=""
     [[ $uas_check == 1 ]] && uas_cols=$(printf ' %8s %8s' 'uas ok' 'uas fail')
@@ -363,10 +365,10 @@ find_max_rate() {
     printf '\n%s: SIPp -> %s, user %s, %s s per run, %s runs per rate, pass >= %s %%  (%s)\n' \
         "$label" "$target" "$user" "$duration" "$repeat" "$threshold" "$(date -u +%H:%M:%SZ)"
     printf 'machine: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-    printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %7s %6s %7s %9s %10s%s\n' \
-        rate run attempted success failed 'ok %' achieved 'tgt CPU' 'us/call' 'sipp s' 'uas s' 'stall %' 'drops' "$rtd_label" "$uas_cols"
+    printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %6s %7s %6s %7s %9s %10s%s\n' \
+        rate run attempted success failed 'ok %' achieved 'tgt CPU' 'us/call' 'sys %' 'sipp s' 'uas s' 'stall %' 'drops' "$rtd_label" "$uas_cols"
     for rate in $rates; do
-        rate_ok=1 fast_ok=1 us_sum=0 us_n=0 ok_sum=0 ua_sum=0 uf_sum=0
+        rate_ok=1 fast_ok=1 us_sum=0 us_n=0 sys_sum=0 ok_sum=0 ua_sum=0 uf_sum=0
         for run in $(seq 1 "$repeat"); do
             [[ -z $cpu_pid ]] || kill -0 "$cpu_pid" 2>/dev/null || { echo "$label (pid $cpu_pid) died" >&2; exit 1; }
             [[ -z $UAS_PID ]] || kill -0 "$UAS_PID" 2>/dev/null || { echo "SIPp UAS died:" >&2; tail -20 "$WORK/uas.out" >&2; exit 1; }
@@ -374,11 +376,11 @@ find_max_rate() {
             limit=$((rate > 200 ? rate : 200))
             tag="$label-$rate-$run"
             stat="$WORK/stat-$tag.csv"
-            t0=0 u0=0
+            t0=0 k0=0 u0=0
             if [[ $uas_check == 1 ]]; then
                 if [[ -n ${ua1:-} ]]; then ua0=$ua1 uf0=$uf1; else read -r ua0 uf0 <<<"$(uas_settled_count)"; fi
             fi
-            [[ -n $cpu_pid ]] && t0=$(tree_ticks "$cpu_pid")
+            [[ -n $cpu_pid ]] && read -r t0 k0 <<<"$(tree_ticks "$cpu_pid")"
             [[ -n $UAS_PID ]] && u0=$(proc_ticks "$UAS_PID")
             read -r s0 w0 < <(cpu_pressure)
             d0=$(udp_drops "${target##*:}" ${UAS_PORT:+"$UAS_PORT"})
@@ -392,8 +394,8 @@ find_max_rate() {
             SIPP_PID=$!
             wait "$SIPP_PID" || true
             SIPP_PID=""
-            t1=0 u1=0
-            [[ -n $cpu_pid ]] && t1=$(tree_ticks "$cpu_pid")
+            t1=0 k1=0 u1=0
+            [[ -n $cpu_pid ]] && read -r t1 k1 <<<"$(tree_ticks "$cpu_pid")"
             [[ -n $UAS_PID ]] && u1=$(proc_ticks "$UAS_PID" 2>/dev/null || echo "$u0")
             read -r s1 w1 < <(cpu_pressure)
             drops=$(($(udp_drops "${target##*:}" ${UAS_PORT:+"$UAS_PORT"}) - d0))
@@ -412,20 +414,21 @@ find_max_rate() {
             # (the last line: GNU time puts "Command exited with non-zero status" before it)
             sipp_cpu=$(tail -1 "$WORK/sipp-time-$tag" 2>/dev/null | awk '{printf "%.1f", $1 + $2}' || true)
             [[ -n $sipp_cpu ]] || sipp_cpu=-
-            read -r pct tgt_s us_call uas_cpu stall <<<"$(awk -v ok="$ok" -v c="$created" -v dt="$((t1 - t0))" \
-                -v du="$((u1 - u0))" -v hz="$hz" -v s0="$s0" -v s1="$s1" -v dw="$((w1 - w0))" \
+            read -r pct tgt_s us_call sys uas_cpu stall <<<"$(awk -v ok="$ok" -v c="$created" -v dt="$((t1 - t0))" \
+                -v dk="$((k1 - k0))" -v du="$((u1 - u0))" -v hz="$hz" -v s0="$s0" -v s1="$s1" -v dw="$((w1 - w0))" \
                 -v have_t="${cpu_pid:+1}" -v have_u="${UAS_PID:+1}" 'BEGIN {
                     pct = (c > 0) ? 100 * ok / c : 0
                     tgt = have_t ? sprintf("%.2fs", dt / hz) : "-"
                     per = (have_t && ok > 0) ? sprintf("%.0f", dt / hz * 1e6 / ok) : "-"
+                    sys = (have_t && dt > 0) ? sprintf("%.0f", 100 * dk / dt) : "-"
                     uas = have_u ? sprintf("%.1f", du / hz) : "-"
                     stall = (s0 >= 0 && dw > 0) ? sprintf("%.0f", 100 * (s1 - s0) / dw) : "-"
-                    printf "%.2f %s %s %s %s\n", pct, tgt, per, uas, stall }')"
-            printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %7s %6s %7s %9s %10s%s\n' \
+                    printf "%.2f %s %s %s %s %s\n", pct, tgt, per, sys, uas, stall }')"
+            printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %6s %7s %6s %7s %9s %10s%s\n' \
                 "$rate" "$run" "$created" "$ok" "$failed" "$pct" "$achieved" "$tgt_s" "$us_call" \
-                "$sipp_cpu" "$uas_cpu" "$stall" "$drops" "$p99" "$uas_cols"
+                "$sys" "$sipp_cpu" "$uas_cpu" "$stall" "$drops" "$p99" "$uas_cols"
             ok_sum=$((ok_sum + ok))
-            [[ $us_call != - ]] && us_sum=$((us_sum + us_call)) && us_n=$((us_n + 1))
+            [[ $us_call != - && $sys != - ]] && us_sum=$((us_sum + us_call)) && sys_sum=$((sys_sum + sys)) && us_n=$((us_n + 1))
             # Verdict of the run: pass, or why not.
             verdict=$(awk -v p="$pct" -v t="$threshold" -v c="$created" -v want="$calls" \
                 -v a="$achieved" -v r="$rate" -v cpu="$sipp_cpu" -v d="$duration" 'BEGIN {
@@ -449,15 +452,15 @@ find_max_rate() {
             MAX_RATE_OK=$ok_sum
             [[ $uas_check == 1 ]] && MAX_RATE_UAS_OK=$ua_sum MAX_RATE_UAS_FAIL=$uf_sum
             [[ $fast_ok == 1 && $fast_streak == 1 ]] && MAX_RATE_FAST=$rate || fast_streak=0
-            MAX_RATE_US=-
-            ((us_n > 0)) && MAX_RATE_US=$((us_sum / us_n))
+            MAX_RATE_US=- MAX_RATE_SYS=-
+            ((us_n > 0)) && MAX_RATE_US=$((us_sum / us_n)) MAX_RATE_SYS=$((sys_sum / us_n))
         else
             break
         fi
     done
     echo "stopped: $MAX_RATE_WHY"
     if [[ $MAX_RATE -gt 0 ]]; then
-        echo "$label: highest rate with >= $threshold % successful calls in all $repeat runs: $MAX_RATE calls/s (CPU per call there: $MAX_RATE_US us)"
+        echo "$label: highest rate with >= $threshold % successful calls in all $repeat runs: $MAX_RATE calls/s (CPU per call there: $MAX_RATE_US us, $MAX_RATE_SYS % of it in the kernel)"
         echo "$label: highest such rate with p99 call setup <= $p99_limit ms in all runs: $MAX_RATE_FAST calls/s"
     else
         echo "$label: no rate reached $threshold % successful calls"
