@@ -263,7 +263,10 @@ async fn run(
     let mut tones = config.inband_dtmf.then(DtmfDetector::new);
     let mut pcm: Vec<i16> = Vec::with_capacity(160);
     let mut frame = [0u8; 160];
-    let mut receive = vec![0u8; RELAY_BUFFER];
+    // Capacity only: `recv_buf_from` writes into the spare capacity, so the buffer is neither
+    // zeroed nor touched before a packet comes (most of a queued call's life, none at all in a
+    // call without media).
+    let mut receive: Vec<u8> = Vec::with_capacity(RELAY_BUFFER);
     let mut rtcp_sink = [0u8; RTCP_SINK];
     let mut last_heard = Instant::now();
     let mut timeout_reported = false;
@@ -305,7 +308,7 @@ async fn run(
                     let _ = events.try_send(MediaEvent::RtpTimeout);
                 }
             }
-            received = socket.recv_from(&mut receive) => {
+            received = { receive.clear(); socket.recv_buf_from(&mut receive) } => {
                 let Ok((n, from)) = received else { continue };
                 let now = Instant::now();
                 let Ok(rtp) = rtp_rs::RtpReader::new(&receive[..n]) else {
@@ -468,11 +471,11 @@ async fn relay(
         agent_codecs,
         caller_codecs,
     );
-    // One allocation per bridge, reused for every packet (the caller's side keeps the prompt
-    // loop's buffer).
-    let from_caller = &mut from_caller[..];
-    let mut buffers = vec![0u8; 2 * RELAY_BUFFER];
-    let (from_agent, out) = buffers.split_at_mut(RELAY_BUFFER);
+    // The caller's side keeps the prompt loop's buffer; the agent's is made as that one was,
+    // and the output buffer (which the rewriter needs initialised) with the first packet to
+    // forward. Each is reused for every packet.
+    let mut from_agent: Vec<u8> = Vec::with_capacity(RELAY_BUFFER);
+    let mut out: Vec<u8> = Vec::new();
     let mut caller_rtcp = [0u8; RTCP_SINK];
     let mut agent_rtcp = [0u8; RTCP_SINK];
     // Reset only when it fires (to the last packet's deadline) or after a reported timeout, not
@@ -521,7 +524,7 @@ async fn relay(
                 }
                 None => break,
             },
-            received = port.socket.recv_from(from_caller) => {
+            received = { from_caller.clear(); port.socket.recv_buf_from(&mut from_caller) } => {
                 let Ok((n, from)) = received else { continue };
                 let packet = &from_caller[..n];
                 let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
@@ -542,13 +545,13 @@ async fn relay(
                     remote = Some(from);
                 }
                 latched = true;
-                if let Some(forward) = to_agent.rewrite(packet, out) {
+                if let Some(forward) = to_agent.rewrite(packet, output(&mut out)) {
                     // A full socket buffer drops this packet, as for prompts.
                     let _ = agent.socket.try_send_to(&out[..forward.len], agent_remote);
                     count(stats, forward.transcoded);
                 }
             }
-            received = agent.socket.recv_from(from_agent) => {
+            received = { from_agent.clear(); agent.socket.recv_buf_from(&mut from_agent) } => {
                 let Ok((n, from)) = received else { continue };
                 let packet = &from_agent[..n];
                 if rtp_rs::RtpReader::new(packet).is_err() {
@@ -560,7 +563,7 @@ async fn relay(
                     agent_remote = from;
                 }
                 let Some(to) = remote.filter(|_| !held) else { continue };
-                if let Some(forward) = to_caller.rewrite(packet, out) {
+                if let Some(forward) = to_caller.rewrite(packet, output(&mut out)) {
                     let _ = port.socket.try_send_to(&out[..forward.len], to);
                     count(stats, forward.transcoded);
                 }
@@ -579,6 +582,14 @@ async fn relay(
             }
         }
     }
+}
+
+/// The relay's output buffer, [`RELAY_BUFFER`] zeroed bytes from the first packet forwarded on.
+fn output(out: &mut Vec<u8>) -> &mut [u8] {
+    if out.is_empty() {
+        out.resize(RELAY_BUFFER, 0);
+    }
+    out
 }
 
 /// Largest forward jump in the sequence counted as loss; a bigger one is a restarted stream.
