@@ -88,15 +88,19 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
     // The m= section we are in: None = session level, Some(true) = our audio stream.
     let mut in_audio: Option<bool> = None;
     let mut formats: Vec<u8> = Vec::new();
-    let mut rtpmaps: Vec<(u8, String)> = Vec::new();
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        let Some((kind, value)) = line.split_once('=') else {
-            continue;
+    // (payload type, encoding as written): compared without regard to case below, so no
+    // lower-cased copy is made per line.
+    let mut rtpmaps: Vec<(u8, &str)> = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        // `<type>=<value>` with a one-letter type (RFC 4566 §5); anything else is skipped.
+        let (kind, value) = match line.as_bytes() {
+            [kind, b'=', ..] => (*kind, &line[2..]),
+            _ => continue,
         };
         match kind {
-            "v" => saw_version = true,
-            "c" => {
+            b'v' => saw_version = true,
+            b'c' => {
                 let addr = value
                     .split_whitespace()
                     .nth(2)
@@ -108,14 +112,14 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
                     Some(false) => {}
                 }
             }
-            "m" => {
+            b'm' => {
                 let mut parts = value.split_whitespace();
                 let media = parts.next().unwrap_or("");
                 let port = parts
                     .next()
                     .and_then(|p| p.split('/').next()?.parse::<u16>().ok());
                 let proto = parts.next().unwrap_or("");
-                let fmts: Vec<&str> = parts.collect();
+                let mut fmts = parts;
                 let usable = media == "audio"
                     && offer.codecs.is_empty()
                     && formats.is_empty()
@@ -123,22 +127,22 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
                     && port.is_some_and(|p| p != 0);
                 if usable {
                     offer.audio_port = port.unwrap_or(0);
-                    formats = fmts.iter().filter_map(|f| f.parse().ok()).collect();
+                    formats.extend(fmts.filter_map(|f| f.parse::<u8>().ok()));
                     in_audio = Some(true);
                 } else {
-                    let first = fmts.first().copied().unwrap_or("0");
+                    let first = fmts.next().unwrap_or("0");
                     offer
                         .declined
                         .push((media.to_string(), proto.to_string(), first.to_string()));
                     in_audio = Some(false);
                 }
             }
-            "a" if in_audio != Some(false) => {
+            b'a' if in_audio != Some(false) => {
                 if let Some(map) = value.strip_prefix("rtpmap:") {
                     if let Some((pt, encoding)) = map.split_once(' ')
                         && let Ok(pt) = pt.trim().parse()
                     {
-                        rtpmaps.push((pt, encoding.trim().to_ascii_lowercase()));
+                        rtpmaps.push((pt, encoding.trim()));
                     }
                 } else {
                     let direction = match value {
@@ -161,14 +165,11 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
     }
     offer.address = offer.address.or(session_addr);
     for pt in formats {
-        let mapped = rtpmaps
-            .iter()
-            .find(|(p, _)| *p == pt)
-            .map(|(_, e)| e.as_str());
+        let mapped = rtpmaps.iter().find(|(p, _)| *p == pt).map(|(_, e)| *e);
         let codec = match (pt, mapped) {
-            (_, Some(e)) if e.starts_with("pcmu/8000") => Some(Codec::Pcmu),
-            (_, Some(e)) if e.starts_with("pcma/8000") => Some(Codec::Pcma),
-            (_, Some(e)) if e.starts_with("telephone-event/8000") => {
+            (_, Some(e)) if starts_with_ignore_case(e, "pcmu/8000") => Some(Codec::Pcmu),
+            (_, Some(e)) if starts_with_ignore_case(e, "pcma/8000") => Some(Codec::Pcma),
+            (_, Some(e)) if starts_with_ignore_case(e, "telephone-event/8000") => {
                 offer.telephone_event.get_or_insert(pt);
                 None
             }
@@ -184,6 +185,13 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
         return Err(SdpError::NoCommonCodec);
     }
     Ok(offer)
+}
+
+/// Whether `text` begins with `prefix`, ASCII case ignored (encoding names are
+/// case-insensitive, RFC 4566 §6).
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 /// Our session description: an answer to `offer`, or our own offer when `offer` is None. The
@@ -334,5 +342,28 @@ mod tests {
         let lpc = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 12\r\n";
         assert_eq!(parse_offer(lpc.as_bytes()), Err(SdpError::NoCommonCodec));
         assert!(matches!(parse_offer(b"hello"), Err(SdpError::Malformed(_))));
+    }
+
+    #[test]
+    fn encoding_names_in_any_case_dynamic_types_and_the_media_address() {
+        // Lower-case and mixed-case names map dynamic payload types; the media-level c= wins
+        // over the session's; a second audio stream and an unknown rtpmap are not taken.
+        let text = "v=0\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+            m=audio 4000 RTP/AVP 96 97 98 0\r\nc=IN IP4 192.0.2.7/127\r\n\
+            a=rtpmap:96 pcma/8000\r\na=rtpmap:97 Telephone-Event/8000\r\n\
+            a=rtpmap:98 opus/48000/2\r\nm=audio 4002 RTP/AVP 8\r\n";
+        let offer = parse_offer(text.as_bytes()).expect("offer");
+        assert_eq!(offer.codecs, vec![(96, Codec::Pcma), (0, Codec::Pcmu)]);
+        assert_eq!(offer.telephone_event, Some(97));
+        assert_eq!(offer.address, Some("192.0.2.7".parse().expect("ip")));
+        assert_eq!(offer.audio_port, 4000);
+        assert_eq!(
+            offer.declined,
+            vec![("audio".to_string(), "RTP/AVP".to_string(), "8".to_string())]
+        );
+        // Without a media-level c= the session's address serves.
+        let session_only = text.replace("c=IN IP4 192.0.2.7/127\r\n", "");
+        let offer = parse_offer(session_only.as_bytes()).expect("offer");
+        assert_eq!(offer.address, Some("192.0.2.1".parse().expect("ip")));
     }
 }
