@@ -29,39 +29,43 @@ struct Allocator;
 /// What mimalloc's `mi_malloc` guarantees (`MI_MAX_ALIGN_SIZE`, `sizeof(max_align_t)`).
 const MALLOC_ALIGN: usize = 16;
 
-/// Whether `mi_malloc` alone gives a block of `size` bytes this alignment.
-fn malloc_aligns(size: usize, align: usize) -> bool {
-    align <= MALLOC_ALIGN && align <= size
+/// A mimalloc entry point without an alignment (`mi_malloc`, `mi_zalloc`) and its aligned
+/// twin (`mi_malloc_aligned`, `mi_zalloc_aligned`).
+type Plain = unsafe extern "C" fn(usize) -> *mut std::ffi::c_void;
+type Aligned = unsafe extern "C" fn(usize, usize) -> *mut std::ffi::c_void;
+
+/// Calls `plain` where it gives a block of `size` bytes this alignment, else `aligned`.
+///
+/// # Safety
+/// As the two mimalloc functions: none beyond passing on a null result as a failure.
+#[inline]
+unsafe fn allocate(size: usize, align: usize, plain: Plain, aligned: Aligned) -> *mut u8 {
+    // SAFETY: plain mimalloc calls with a size and a power-of-two alignment (a `Layout`'s).
+    unsafe {
+        if align <= MALLOC_ALIGN && align <= size {
+            plain(size).cast()
+        } else {
+            aligned(size, align).cast()
+        }
+    }
 }
 
 // SAFETY: every block comes from mimalloc with at least the layout's size and alignment
-// (`mi_malloc` only where it guarantees the alignment, the aligned calls otherwise), and every
-// block is given back through `mi_free`/`mi_realloc*`, which take any mimalloc block.
+// (`allocate` uses the unaligned calls only where they guarantee the alignment), and every
+// block is given back through `mi_free`/`mi_realloc_aligned`, which take any mimalloc block.
 unsafe impl std::alloc::GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        // SAFETY: plain mimalloc calls; a null result is passed on as allocation failure.
-        unsafe {
-            if malloc_aligns(size, align) {
-                libmimalloc_sys::mi_malloc(size).cast()
-            } else {
-                libmimalloc_sys::mi_malloc_aligned(size, align).cast()
-            }
-        }
+        use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
+        // SAFETY: see `allocate`.
+        unsafe { allocate(layout.size(), layout.align(), mi_malloc, mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        // SAFETY: as in `alloc`; the zeroing variants zero the block.
-        unsafe {
-            if malloc_aligns(size, align) {
-                libmimalloc_sys::mi_zalloc(size).cast()
-            } else {
-                libmimalloc_sys::mi_zalloc_aligned(size, align).cast()
-            }
-        }
+        use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
+        // SAFETY: see `allocate`; the zeroing variants zero the block.
+        unsafe { allocate(layout.size(), layout.align(), mi_zalloc, mi_zalloc_aligned) }
     }
 
     #[inline]
@@ -72,16 +76,10 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        let align = layout.align();
-        // SAFETY: `ptr` came from mimalloc; the new block keeps the layout's alignment
-        // (`mi_realloc` where `mi_malloc` guarantees it, `mi_realloc_aligned` otherwise).
-        unsafe {
-            if malloc_aligns(new_size, align) {
-                libmimalloc_sys::mi_realloc(ptr.cast(), new_size).cast()
-            } else {
-                libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new_size, align).cast()
-            }
-        }
+        // SAFETY: `ptr` came from mimalloc; the new block keeps the layout's alignment.
+        // (`mi_realloc_aligned` itself takes the plain path for alignments up to 8 bytes, i.e.
+        // for the growing strings and byte buffers: no choice to make here.)
+        unsafe { libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast() }
     }
 }
 
