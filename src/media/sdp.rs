@@ -270,17 +270,18 @@ fn write_description(
     sdp.extend_from_slice(direction.attribute().as_bytes());
     sdp.extend_from_slice(b"\r\n");
     for (media, proto, fmt) in declined {
-        for part in [
-            b"m=" as &[u8],
+        let line: [&[u8]; 7] = [
+            b"m=",
             media.as_bytes(),
             b" 0 ",
             proto.as_bytes(),
             b" ",
-        ] {
+            fmt.as_bytes(),
+            b"\r\n",
+        ];
+        for part in line {
             sdp.extend_from_slice(part);
         }
-        sdp.extend_from_slice(fmt.as_bytes());
-        sdp.extend_from_slice(b"\r\n");
     }
     sdp.freeze()
 }

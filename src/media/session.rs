@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug};
 
@@ -263,9 +264,6 @@ async fn run(
     let mut tones = config.inband_dtmf.then(DtmfDetector::new);
     let mut pcm: Vec<i16> = Vec::with_capacity(160);
     let mut frame = [0u8; 160];
-    // Capacity only: `recv_buf_from` writes into the spare capacity, so the buffer is neither
-    // zeroed nor touched before a packet comes (most of a queued call's life, none at all in a
-    // call without media).
     let mut receive: Vec<u8> = Vec::with_capacity(RELAY_BUFFER);
     let mut rtcp_sink = [0u8; RTCP_SINK];
     let mut last_heard = Instant::now();
@@ -308,7 +306,7 @@ async fn run(
                     let _ = events.try_send(MediaEvent::RtpTimeout);
                 }
             }
-            received = { receive.clear(); socket.recv_buf_from(&mut receive) } => {
+            received = receive_into(socket, &mut receive) => {
                 let Ok((n, from)) = received else { continue };
                 let now = Instant::now();
                 let Ok(rtp) = rtp_rs::RtpReader::new(&receive[..n]) else {
@@ -524,7 +522,7 @@ async fn relay(
                 }
                 None => break,
             },
-            received = { from_caller.clear(); port.socket.recv_buf_from(&mut from_caller) } => {
+            received = receive_into(&port.socket, &mut from_caller) => {
                 let Ok((n, from)) = received else { continue };
                 let packet = &from_caller[..n];
                 let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
@@ -551,7 +549,7 @@ async fn relay(
                     count(stats, forward.transcoded);
                 }
             }
-            received = { from_agent.clear(); agent.socket.recv_buf_from(&mut from_agent) } => {
+            received = receive_into(&agent.socket, &mut from_agent) => {
                 let Ok((n, from)) = received else { continue };
                 let packet = &from_agent[..n];
                 if rtp_rs::RtpReader::new(packet).is_err() {
@@ -582,6 +580,18 @@ async fn relay(
             }
         }
     }
+}
+
+/// Receives one datagram into `buffer`, which then holds exactly it. Only the buffer's capacity
+/// is used ([`RELAY_BUFFER`]; a longer datagram is cut to it): a buffer made by capacity is
+/// neither zeroed nor touched before a packet comes (most of a queued call's life, none at all
+/// in a call without media).
+async fn receive_into(
+    socket: &UdpSocket,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<(usize, SocketAddr)> {
+    buffer.clear();
+    socket.recv_buf_from(buffer).await
 }
 
 /// The relay's output buffer, [`RELAY_BUFFER`] zeroed bytes from the first packet forwarded on.
