@@ -5,8 +5,9 @@
 # (Ir) per completed call and the functions with the most instructions.
 #
 # Why: CPU time per call on this kind of machine (a shared VM) varies by ±15 % from run to run,
-# more than most single changes save. Instruction counts are exact and repeat to within a
-# fraction of a percent, so a change is measured by comparing two builds' Ir per call. They do
+# more than most single changes save. Instruction counts repeat to within about 1 % (the calls
+# that fall into the window vary a little), so a change is measured by comparing two builds' Ir
+# per call, best over two runs each. They do
 # not see the kernel (send/receive), cache misses or contention between threads: confirm
 # changes that move memory between threads with acd-calls.sh runs as well.
 #
@@ -30,13 +31,9 @@ for tool in valgrind callgrind_control callgrind_annotate curl; do
     }
 done
 
-if [[ -n ${ZENTRALE_BIN:-} ]]; then
-    BIN=$ZENTRALE_BIN
-else
-    echo "building release binary ..." >&2
-    (cd "$ROOT" && cargo build --release --quiet --bin zentrale)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/zentrale
-fi
+# shellcheck source=bench/engine-bin.sh
+source "$ROOT/bench/engine-bin.sh"
+engine_bin
 BIN=$(realpath "$BIN")
 
 OUT=$(mktemp -d -t zentrale-instructions.XXXXXX)

@@ -10,16 +10,10 @@ command -v sipp >/dev/null || {
     exit 1
 }
 
-if [[ ${BENCH_NEEDS_ENGINE:-1} == 0 ]]; then
-    BIN=""
-elif [[ -n ${ZENTRALE_BIN:-} ]]; then
-    BIN=$ZENTRALE_BIN
-else
-    echo "building release binary ..." >&2
-    (cd "$ROOT" && cargo build --release --quiet --bin zentrale)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/zentrale
-fi
-[[ ${BENCH_NEEDS_ENGINE:-1} == 0 || -x $BIN ]] || { echo "no engine binary at $BIN" >&2; exit 1; }
+# shellcheck source=bench/engine-bin.sh
+source "$ROOT/bench/engine-bin.sh"
+BIN=""
+[[ ${BENCH_NEEDS_ENGINE:-1} == 0 ]] || engine_bin
 
 WORK=$(mktemp -d -t "zentrale-$BENCH_NAME.XXXXXX")
 ENGINE_PID=""
