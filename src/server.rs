@@ -26,6 +26,9 @@ const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the engine until a shutdown signal and the drain are done.
 pub async fn run(settings: Settings) -> Result<(), BoxError> {
+    // First, before any port is bound: a SIGTERM or Ctrl-C while the engine starts must stop it
+    // gracefully, not kill it by the signal's default action.
+    let stop_requested = stop_signal();
     let (controller, shutdown) = ShutdownController::new();
     let sip = &settings.sip;
     let rules_dir = settings.rules.dir.clone();
@@ -246,7 +249,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         .collect();
     info!(sip = %listen, http = %settings.http.listen, transports = ?transports, "zentrale listening");
 
-    wait_for_signal().await;
+    stop_requested.await;
     let drain = Duration::from_secs(settings.shutdown.drain_secs);
     info!(
         active_calls = endpoint.active_calls(),
@@ -304,24 +307,34 @@ async fn wait_for_calls(endpoint: &Endpoint, limit: Duration) -> bool {
     true
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). Both handlers are installed when this is called,
+/// not when the future is first polled (as `tokio::signal::ctrl_c()` would), so signals that
+/// arrive in between are kept. A handler that cannot be installed is left out.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
                 }
+                None => std::future::pending().await,
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        }
+        let term = received(signal(SignalKind::terminate()).ok());
+        let interrupt = received(signal(SignalKind::interrupt()).ok());
+        async move {
+            tokio::select! {
+                () = term => {}
+                () = interrupt => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
