@@ -28,7 +28,9 @@ const HANGUP_GRACE: Duration = Duration::from_secs(5);
 pub async fn run(settings: Settings) -> Result<(), BoxError> {
     // First, before any port is bound: a SIGTERM or Ctrl-C while the engine starts must stop it
     // gracefully, not kill it by the signal's default action.
-    let stop_requested = stop_signal();
+    let stop_requested = stop_signal().map_err(|e| {
+        format!("cannot install the SIGTERM/SIGINT handlers the engine stops on: {e}")
+    })?;
     let (controller, shutdown) = ShutdownController::new();
     let sip = &settings.sip;
     let rules_dir = settings.rules.dir.clone();
@@ -309,32 +311,23 @@ async fn wait_for_calls(endpoint: &Endpoint, limit: Duration) -> bool {
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). Both handlers are installed when this is called,
 /// not when the future is first polled (as `tokio::signal::ctrl_c()` would), so signals that
-/// arrive in between are kept. A handler that cannot be installed is left out.
-fn stop_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{Signal, SignalKind, signal};
-        async fn received(signal: Option<Signal>) {
-            match signal {
-                Some(mut signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
+/// arrive in between are kept.
+#[cfg(unix)]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-        let term = received(signal(SignalKind::terminate()).ok());
-        let interrupt = received(signal(SignalKind::interrupt()).ok());
-        async move {
-            tokio::select! {
-                () = term => {}
-                () = interrupt => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
