@@ -9,10 +9,9 @@
 #     added here when missing) and builds the optimised binary with `-Cprofile-use`.
 #
 # Prints the path of the optimised binary (target/pgo-use/release/zentrale) last; run a
-# benchmark on it with ZENTRALE_BIN=<that path>. Measured on 2 cores (2026-11-25, on top of the
-# release profile's LTO): 398,503 -> 348,172 instructions per queue-routed call, engine CPU at
-# 4,000 calls/s 142 -> 130 us per call (three alternating pairs). Takes ~12 minutes (two full
-# builds and ~2 minutes of training). Needs what the benchmarks need (sipp, curl).
+# benchmark on it with ZENTRALE_BIN=<that path>. Figures: bench/README.md (a few percent less
+# CPU per call than the LTO release build). Takes ~9 minutes on 2 cores (two full builds and
+# ~1 minute of training). Needs what the benchmarks need (sipp, curl).
 #
 # Knobs (environment): TRAIN_RATES (calls/s, default "1000 3000"), TRAIN_MENU (concurrent
 # menu calls, default 500).
