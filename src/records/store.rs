@@ -75,11 +75,18 @@ fn statement_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     })
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "calls and queue events",
-    include_str!("../../migrations/0001_records.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "calls and queue events",
+        include_str!("../../migrations/0001_records.sql"),
+    ),
+    (
+        2,
+        "queue events without the call_id index",
+        include_str!("../../migrations/0002_queue_events_without_call_id_index.sql"),
+    ),
+];
 
 /// The SQLite file in `data.dir` when `records.database_url` is empty.
 pub const SQLITE_FILE: &str = "zentrale.sqlite";
@@ -467,6 +474,67 @@ mod tests {
             PathBuf::from("/var/lib/z/r.sqlite")
         );
         assert_eq!(sqlite_path("sqlite://data/x"), PathBuf::from("data/x"));
+    }
+
+    /// The lookup the README and migration 0002 give operators for one call's events.
+    const ONE_CALLS_EVENTS: &str = "SELECT e.* FROM calls c JOIN queue_events e \
+         ON e.call_id = c.call_id AND e.at_ms >= c.started_at_ms \
+         AND e.at_ms <= c.ended_at_ms + 3600000 \
+         WHERE c.call_id = 'x' ORDER BY e.at_ms";
+
+    /// What an operator looking up one call by its Call-ID relies on after schema version 2:
+    /// the call by `calls_call_id`, its events by time (`queue_events_at`), no full scan.
+    #[tokio::test]
+    async fn one_calls_events_are_found_through_indexes_without_the_call_id_index() {
+        let dir = std::env::temp_dir().join(format!(
+            "zentrale-store-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let settings = Settings::load_from(
+            None,
+            [(
+                "ZENTRALE_DATA__DIR".to_string(),
+                dir.display().to_string(),
+            )],
+        )
+        .expect("settings");
+        let store = Store::open(&settings, true).await.expect("create");
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('calls', 'queue_events') ORDER BY name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("indexes");
+        assert_eq!(
+            indexes,
+            ["calls_call_id", "calls_ended_at", "queue_events_at"]
+        );
+        store.close().await;
+        let conn = rusqlite::Connection::open(dir.join(SQLITE_FILE)).expect("open the file");
+        let mut explain = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", ONE_CALLS_EVENTS))
+            .expect("explain");
+        let plan: Vec<String> = explain
+            .query_map([], |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        drop(explain);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            plan.iter().any(|s| s.contains("calls_call_id")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter().any(|s| s.contains("queue_events_at")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|s| s.starts_with("SCAN")),
+            "no full scan: {plan:?}"
+        );
     }
 }
 

@@ -1,0 +1,13 @@
+-- Schema version 2: queue_events loses its index on call_id.
+--
+-- Call-IDs are random strings, so each of a call's ~six event rows went into a random place of
+-- that index: at a few thousand calls/s most of the SQLite writer's work (the row itself, the
+-- at_ms index and the calls table cost less together), and it grew with the table. Nothing in
+-- the engine reads events by call; reports read by time (queue_events_at). To look up one
+-- call's events, bound the query by the call's times, which the calls row has (its call_id
+-- index stays: one random insert per call):
+--   SELECT e.* FROM calls c JOIN queue_events e
+--     ON e.call_id = c.call_id AND e.at_ms >= c.started_at_ms
+--     AND e.at_ms <= c.ended_at_ms + 3600000 -- an agent's wrap-up rows follow the call
+--   WHERE c.call_id = '…' ORDER BY e.at_ms;
+DROP INDEX queue_events_call_id;
