@@ -13,6 +13,7 @@
 //! - [`acd`] — the pure ACD: queues, agent states, strategies; `now` in, decisions out, no sockets.
 //! - [`rules`] — the routing rules admins edit (`routing-rules/*.toml`): loading with
 //!   compiler-style errors, calendars and holidays, pure evaluation of facts + time → decision.
+//! - [`hash`] — the hash maps of the call path (foldhash, a random seed per map).
 //! - [`events`] — the `CallEvent` bus every call publishes to (metrics, records, dashboard).
 //! - [`metrics`] — Prometheus metrics at `/metrics`: call events counted by a bus subscriber,
 //!   engine counters (SIP, RTP, reloads, calendars) read at scrape time.
@@ -34,6 +35,7 @@ pub mod acd;
 pub mod call;
 pub mod config;
 pub mod events;
+pub mod hash;
 pub mod logging;
 pub mod media;
 pub mod metrics;

@@ -13,7 +13,7 @@
 //! and DTMF sources from the engine, end reasons are mapped to a fixed set. Caller numbers and
 //! Call-IDs never become labels.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -332,7 +332,7 @@ impl Metrics {
                 "zentrale_events_lost_total",
                 "Call events the metrics task lost because it fell behind the event bus.",
             ),
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::default()),
             registry,
         }
     }

@@ -6,7 +6,7 @@
 //! Each probe is a non-INVITE client transaction (RFC 3261 §17.1.2: retransmissions over UDP,
 //! Timer F = 64·T1); any response, even 404 or 405, proves the phone is there.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,8 @@ pub async fn run(endpoint: Arc<Endpoint>, every: Duration, failures: u32, mut sh
         return;
     }
     let (tx, mut rx) = mpsc::channel::<Box<CallInput>>(256);
-    let mut probes: HashMap<Bytes, Probe> = HashMap::new();
-    let mut missed: HashMap<String, u32> = HashMap::new();
+    let mut probes: HashMap<Bytes, Probe> = HashMap::default();
+    let mut missed: HashMap<String, u32> = HashMap::default();
     let mut next_round = Instant::now() + Duration::from_secs(1);
     loop {
         let deadline = probes

@@ -9,7 +9,9 @@
 //! time it was sent: how long commands wait before the ACD takes them is one of the overload
 //! guard's signals ([`AcdHandle::take_max_wait`], [`crate::overload`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::hash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -370,7 +372,7 @@ impl AcdService {
         let mut service = AcdService {
             acd,
             since,
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             snapshot,
             events: None,
             reachable: None,
@@ -380,7 +382,7 @@ impl AcdService {
             polling: false,
             changed: None,
             views: Default::default(),
-            view_index: HashMap::new(),
+            view_index: HashMap::default(),
             max_wait_us,
         };
         service.publish(now);

@@ -2,7 +2,7 @@
 //! `ended` event makes one [`CallRow`]; queue and agent events become [`QueueRow`]s at once.
 //! Pure (no I/O, the time comes with the events), so it is tested without a database.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -169,7 +169,7 @@ pub struct Builder {
 impl Builder {
     pub fn new(caller: CallerFilter) -> Builder {
         Builder {
-            open: HashMap::new(),
+            open: HashMap::default(),
             caller,
             forgotten: 0,
         }

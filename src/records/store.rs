@@ -493,10 +493,7 @@ mod tests {
         ));
         let settings = Settings::load_from(
             None,
-            [(
-                "ZENTRALE_DATA__DIR".to_string(),
-                dir.display().to_string(),
-            )],
+            [("ZENTRALE_DATA__DIR".to_string(), dir.display().to_string())],
         )
         .expect("settings");
         let store = Store::open(&settings, true).await.expect("create");
@@ -523,10 +520,7 @@ mod tests {
         drop(explain);
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            plan.iter().any(|s| s.contains("calls_call_id")),
-            "{plan:?}"
-        );
+        assert!(plan.iter().any(|s| s.contains("calls_call_id")), "{plan:?}");
         assert!(
             plan.iter().any(|s| s.contains("queue_events_at")),
             "{plan:?}"

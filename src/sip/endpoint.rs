@@ -5,7 +5,7 @@
 //! [`Registrar`]. Everything with the Call-ID of a running call goes to that call's task
 //! through a bounded channel.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -98,7 +98,9 @@ struct CallTable {
 impl CallTable {
     fn new() -> Self {
         CallTable {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
             hasher: RandomState::new(),
             active: AtomicUsize::new(0),
         }
@@ -142,8 +144,8 @@ struct Lingering {
 impl Lingering {
     fn new(now: Instant, linger: Duration, max: usize) -> Self {
         Lingering {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: HashMap::default(),
+            previous: HashMap::default(),
             since: now,
             linger,
             max,
@@ -177,7 +179,7 @@ impl Lingering {
             || self.current.len() >= self.max / 2
         {
             // Sized like the generation before it: a steady call rate never grows the map.
-            let next = HashMap::with_capacity(self.current.len());
+            let next = HashMap::with_capacity_and_hasher(self.current.len(), Default::default());
             let previous = std::mem::replace(&mut self.current, next);
             expired = Some(std::mem::replace(&mut self.previous, previous));
             self.since = now;

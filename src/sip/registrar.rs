@@ -9,7 +9,9 @@
 //! REGISTER can only re-install the contact it already carried, until its nonce goes stale.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::hash::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -128,7 +130,7 @@ impl Registrar {
             nonces: NonceKey::new(config.nonce_lifetime),
             config,
             epoch: Instant::now(),
-            bindings: Mutex::new(HashMap::new()),
+            bindings: Mutex::new(HashMap::default()),
             changes,
         }
     }

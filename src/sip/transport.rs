@@ -1,7 +1,7 @@
 //! UDP and TCP transports (RFC 3261 §18). They frame bytes into messages and hand each one to
 //! the endpoint on the task that received it; sending never blocks a caller's task.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,7 +64,7 @@ impl Transports {
     pub fn new(udp: Option<Arc<UdpSocket>>) -> Self {
         Transports {
             udp,
-            tcp: Mutex::new(HashMap::new()),
+            tcp: Mutex::new(HashMap::default()),
             next_conn: AtomicU64::new(1),
             tcp_open: AtomicUsize::new(0),
             send_drops: AtomicU64::new(0),
