@@ -85,10 +85,12 @@ pub enum CallEventKind {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CallEvent {
-    pub call_id: String,
+    /// Shared, not copied: a call's ~ten events (and the ACD's agent events for it) point to
+    /// one string, which the call made once.
+    pub call_id: Arc<str>,
     pub at: DateTime<Utc>,
-    /// The routing rules version the call runs on.
-    pub rules_version: String,
+    /// The routing rules version the call runs on (shared the same way).
+    pub rules_version: Arc<str>,
     #[serde(flatten)]
     pub kind: CallEventKind,
 }

@@ -13,7 +13,6 @@
 //! and DTMF sources from the engine, end reasons are mapped to a fixed set. Caller numbers and
 //! Call-IDs never become labels.
 
-use crate::hash::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +26,7 @@ use prometheus::{
 use tokio::sync::broadcast;
 
 use crate::events::{CallEvent, CallEventKind};
+use crate::hash::HashMap;
 use crate::shutdown::Shutdown;
 use crate::sip::endpoint::Endpoint;
 use crate::sip::traffic::{CODE_CLASSES, DIRECTIONS, METHODS, TrafficCounts};
@@ -160,7 +160,7 @@ pub struct Metrics {
     events: IntCounter,
     events_lost: IntCounter,
     /// Call-ID → what we know of the call, until its `ended` event.
-    open: Mutex<HashMap<String, OpenCall>>,
+    open: Mutex<HashMap<Arc<str>, OpenCall>>,
 }
 
 impl Default for Metrics {
@@ -495,7 +495,7 @@ impl Metrics {
     /// and only while the table has room (after forgetting entries older than six hours).
     fn with_call(
         &self,
-        call_id: &str,
+        call_id: &Arc<str>,
         at: DateTime<Utc>,
         create: bool,
         f: impl FnOnce(&mut OpenCall),
@@ -518,7 +518,7 @@ impl Metrics {
                 return;
             }
         }
-        let call = open.entry(call_id.to_owned()).or_default();
+        let call = open.entry(call_id.clone()).or_default();
         call.seen = Some(at);
         f(call);
     }

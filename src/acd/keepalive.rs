@@ -6,7 +6,6 @@
 //! Each probe is a non-INVITE client transaction (RFC 3261 §17.1.2: retransmissions over UDP,
 //! Timer F = 64·T1); any response, even 404 or 405, proves the phone is there.
 
-use crate::hash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use tracing::{debug, info};
 
 use super::service::{AcdCommand, AgentOp};
 use crate::call::CallInput;
+use crate::hash::HashMap;
 use crate::shutdown::Shutdown;
 use crate::sip::endpoint::Endpoint;
 use crate::sip::headers::contact_socket_addr;

@@ -10,8 +10,6 @@
 //! guard's signals ([`AcdHandle::take_max_wait`], [`crate::overload`]).
 
 use std::collections::BTreeMap;
-
-use crate::hash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +24,7 @@ use super::{
     OverflowReason, PauseReason, QueueStats,
 };
 use crate::events::{CallEvent, CallEventKind};
+use crate::hash::HashMap;
 use crate::rules::QueueState;
 use crate::rules::model::{Agent, Queue};
 
@@ -88,7 +87,8 @@ pub enum AgentOp {
 pub enum AcdCommand {
     Join {
         call: CallId,
-        call_id: String,
+        /// The SIP Call-ID, shared with the call's own events.
+        call_id: Arc<str>,
         queue: String,
         priority: u8,
         notices: mpsc::UnboundedSender<AcdNotice>,
@@ -318,7 +318,7 @@ impl AcdHandle {
 }
 
 struct Waiting {
-    call_id: String,
+    call_id: Arc<str>,
     notices: mpsc::UnboundedSender<AcdNotice>,
 }
 
@@ -331,7 +331,7 @@ pub struct AcdService {
     snapshot: Arc<ArcSwap<AcdSnapshot>>,
     events: Option<Arc<dyn Fn(CallEvent) + Send + Sync>>,
     reachable: Option<Reachability>,
-    rules_version: String,
+    rules_version: Arc<str>,
     /// The ACD's clock origin, for logging instants (`acd_us`) that tests and operators can
     /// compare exactly.
     started: Instant,
@@ -376,7 +376,7 @@ impl AcdService {
             snapshot,
             events: None,
             reachable: None,
-            rules_version,
+            rules_version: rules_version.into(),
             started: now,
             trigger: "agent_free",
             polling: false,
@@ -536,7 +536,7 @@ impl AcdService {
                 for a in &agents {
                     self.since.entry(a.id.clone()).or_insert(now);
                 }
-                self.rules_version = rules_version;
+                self.rules_version = rules_version.into();
                 self.changed = None;
                 Ok(decisions)
             }

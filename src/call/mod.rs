@@ -169,6 +169,9 @@ struct CallerLeg {
     rtp_port: u16,
     offer: Option<Offer>,
     rules: Arc<ActiveRules>,
+    /// The Call-ID and the rules version as every event of this call names them (made once).
+    event_call_id: Arc<str>,
+    event_rules_version: Arc<str>,
     media: Option<MediaHandle>,
     /// The media task's events, handed to the task loop once media runs.
     media_events: Option<mpsc::Receiver<MediaEvent>>,
@@ -210,6 +213,7 @@ impl CallerLeg {
             random_token(),
             start.dialled.clone(),
         );
+        let event_call_id: Arc<str> = String::from_utf8_lossy(&start.info.call_id).into();
         let facts = CallFacts {
             dialled: start.dialled,
             caller: caller_number(&start.info.from.uri),
@@ -233,6 +237,8 @@ impl CallerLeg {
             rtp: None,
             rtp_port: 0,
             offer: None,
+            event_call_id,
+            event_rules_version: start.rules.rules.version.hash.as_str().into(),
             rules: start.rules,
             media: None,
             media_events: None,
@@ -1014,9 +1020,9 @@ impl CallerLeg {
     /// Publishes a step of this call on the event bus.
     pub(crate) fn emit(&self, kind: CallEventKind) {
         self.endpoint.events().publish(CallEvent {
-            call_id: String::from_utf8_lossy(&self.info.call_id).into_owned(),
+            call_id: self.event_call_id.clone(),
             at: chrono::Utc::now(),
-            rules_version: self.rules.rules.version.hash.clone(),
+            rules_version: self.event_rules_version.clone(),
             kind,
         });
     }

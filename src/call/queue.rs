@@ -53,7 +53,7 @@ impl CallerLeg {
         self.acd_notices = Some(rx);
         acd.send(AcdCommand::Join {
             call,
-            call_id: String::from_utf8_lossy(&self.info.call_id).into_owned(),
+            call_id: self.event_call_id.clone(),
             queue: queue.to_string(),
             priority,
             notices: tx,

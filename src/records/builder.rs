@@ -2,11 +2,12 @@
 //! `ended` event makes one [`CallRow`]; queue and agent events become [`QueueRow`]s at once.
 //! Pure (no I/O, the time comes with the events), so it is tested without a database.
 
-use crate::hash::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::events::{CallEvent, CallEventKind};
+use crate::hash::HashMap;
 
 /// Calls whose events are collected at once; more (a flood, or `ended` events never seen) and
 /// the oldest open calls are forgotten.
@@ -160,7 +161,7 @@ pub type CallerFilter = Box<dyn Fn(&str) -> String + Send + Sync>;
 
 /// Collects each call's events until it ends.
 pub struct Builder {
-    open: HashMap<String, OpenCall>,
+    open: HashMap<Arc<str>, OpenCall>,
     caller: CallerFilter,
     /// Open calls forgotten because the table was full.
     pub forgotten: u64,
@@ -188,7 +189,7 @@ impl Builder {
             .retain(|_, call| (now - call.started).num_seconds() < STALE_AFTER_SECS);
         if self.open.len() >= MAX_OPEN_CALLS {
             // Still full: drop the oldest tenth.
-            let mut starts: Vec<(DateTime<Utc>, String)> = self
+            let mut starts: Vec<(DateTime<Utc>, Arc<str>)> = self
                 .open
                 .iter()
                 .map(|(id, c)| (c.started, id.clone()))
@@ -216,7 +217,7 @@ impl Builder {
         let id = &event.call_id;
         let queue_row = |kind: &str, queue: Option<String>, call: Option<&OpenCall>| QueueRow {
             at_ms: at.timestamp_millis(),
-            call_id: id.clone(),
+            call_id: id.to_string(),
             queue,
             agent: None,
             kind: kind.to_string(),
@@ -361,7 +362,7 @@ impl Builder {
                 let outcome = call.outcome(abandoned).to_string();
                 let talk_secs = call.connected.map(|c| secs_between(c, at));
                 rows.push(Row::Call(CallRow {
-                    call_id: id.clone(),
+                    call_id: id.to_string(),
                     started_at_ms: call.started.timestamp_millis(),
                     answered_at_ms: call.answered.map(|t| t.timestamp_millis()),
                     ended_at_ms: at.timestamp_millis(),
@@ -379,7 +380,7 @@ impl Builder {
                     reject_status: call.rejected.map(i32::from),
                     wait_secs: call.waited,
                     talk_secs,
-                    rules_version: event.rules_version.clone(),
+                    rules_version: event.rules_version.to_string(),
                 }));
             }
             CallEventKind::Menu { .. }

@@ -5,7 +5,6 @@
 //! [`Registrar`]. Everything with the Call-ID of a running call goes to that call's task
 //! through a bounded channel.
 
-use crate::hash::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +26,7 @@ use super::validate::{Invalid, RequestInfo, check_request};
 use crate::acd::service::AcdHandle;
 use crate::call::{self, CallInput, CallSender, CallStart};
 use crate::events::EventBus;
+use crate::hash::HashMap;
 use crate::media::rtp_ports::RtpPortPool;
 use crate::media::session::MediaStats;
 use crate::overload::OverloadFlag;

@@ -10,8 +10,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-
-use crate::hash::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,6 +23,7 @@ use super::message::{HeaderName, Request};
 use super::reply::reason_phrase;
 use super::transport::Flow;
 use super::validate::RequestInfo;
+use crate::hash::HashMap;
 use crate::rules::model::{Agent, PasswordSource, Reach};
 
 /// Registrar settings (`sip.realm`, `sip.register_*`, `sip.nonce_lifetime_secs`).

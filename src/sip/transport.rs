@@ -1,7 +1,6 @@
 //! UDP and TCP transports (RFC 3261 §18). They frame bytes into messages and hand each one to
 //! the endpoint on the task that received it; sending never blocks a caller's task.
 
-use crate::hash::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::endpoint::Endpoint;
 use super::message::{Framing, ParseError, parse};
+use crate::hash::HashMap;
 use crate::shutdown::Shutdown;
 
 /// Where a message came from, and so where its answers go (symmetric response routing).
