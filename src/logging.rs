@@ -8,8 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
+use tracing::Subscriber;
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -160,17 +166,22 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
         idle: AtomicBool::new(false),
         writer: OnceLock::new(),
     });
+    // The filter decides (a layer over the formatter), so the formatter itself takes all levels.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(BatchWriter(pending.clone()));
     let result = match settings.format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder
-            .fmt_fields(json::JsonFields)
-            .event_format(json::JsonLines)
-            .try_init(),
+        LogFormat::Human => install(
+            builder.with_ansi(std::io::stderr().is_terminal()).finish(),
+            filter,
+        ),
+        LogFormat::Json => install(
+            builder
+                .fmt_fields(json::JsonFields)
+                .event_format(json::JsonLines)
+                .finish(),
+            filter,
+        ),
     };
     result.map_err(|e| format!("cannot set up logging: {e}"))?;
     let writer = pending.clone();
@@ -184,15 +195,48 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
     })
 }
 
+/// The log filter. Plain `target=level` lists (the shipped `info`, `info,zentrale::sip=debug`)
+/// become a static [`Targets`] filter; directives with span or field parts (`[…]`, `{…}`) need
+/// `EnvFilter`. `EnvFilter` takes a lock shared by all threads whenever a span is entered or
+/// left, to look the span up in case it is one of those (a call's task enters its span at every
+/// poll): about 14 times per queue-routed call, from both runtime threads.
+#[derive(Debug)]
+pub enum Filter {
+    Static(Box<Targets>),
+    Dynamic(Box<EnvFilter>),
+}
+
 /// The filter from `RUST_LOG` if it is set and not blank, else from `log.level`.
-pub fn filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, String> {
+pub fn filter(level: &str, rust_log: Option<&str>) -> Result<Filter, String> {
     match rust_log.filter(|s| !s.trim().is_empty()) {
-        Some(directives) => EnvFilter::builder()
-            .parse(directives)
+        Some(directives) => parse_filter(directives)
             .map_err(|e| format!("RUST_LOG={directives:?} is not a valid tracing filter: {e}")),
-        None => EnvFilter::builder()
-            .parse(level)
+        None => parse_filter(level)
             .map_err(|e| format!("log.level {level:?} is not a valid tracing filter: {e}")),
+    }
+}
+
+/// `EnvFilter`'s syntax and errors decide what is valid; [`Targets`] takes over when it reads
+/// the same directives without span or field parts.
+fn parse_filter(directives: &str) -> Result<Filter, String> {
+    let dynamic = EnvFilter::builder()
+        .parse(directives)
+        .map_err(|e| e.to_string())?;
+    if !directives.contains(['[', '{'])
+        && let Ok(targets) = directives.parse::<Targets>()
+    {
+        return Ok(Filter::Static(Box::new(targets)));
+    }
+    Ok(Filter::Dynamic(Box::new(dynamic)))
+}
+
+fn install<S>(subscriber: S, filter: Filter) -> Result<(), TryInitError>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+{
+    match filter {
+        Filter::Static(targets) => subscriber.with(*targets).try_init(),
+        Filter::Dynamic(env) => subscriber.with(*env).try_init(),
     }
 }
 
@@ -281,5 +325,37 @@ mod tests {
         assert!(err.starts_with("RUST_LOG="), "{err}");
         let err = filter("zentrale=loud", None).unwrap_err();
         assert!(err.starts_with("log.level"), "{err}");
+    }
+
+    /// Which filter the directives get, and that the static one lets through what `EnvFilter`
+    /// would: the same levels per target, the most specific directive winning.
+    #[test]
+    fn plain_level_lists_get_the_static_filter_with_envfilters_meaning() {
+        use tracing::Level;
+        let Ok(Filter::Static(targets)) = filter("info,zentrale::sip=debug", None) else {
+            panic!("a plain list is static");
+        };
+        assert!(targets.would_enable("zentrale::sip::endpoint", &Level::DEBUG));
+        assert!(!targets.would_enable("zentrale::sip::endpoint", &Level::TRACE));
+        assert!(targets.would_enable("zentrale::call", &Level::INFO));
+        assert!(!targets.would_enable("zentrale::call", &Level::DEBUG));
+        assert!(targets.would_enable("hyper", &Level::WARN));
+        let Ok(Filter::Static(only)) = filter("info", Some("zentrale=debug")) else {
+            panic!("RUST_LOG as a plain list is static too");
+        };
+        assert!(only.would_enable("zentrale::acd", &Level::DEBUG));
+        assert!(
+            !only.would_enable("hyper", &Level::ERROR),
+            "no default: other targets off"
+        );
+        assert!(matches!(filter("off", None), Ok(Filter::Static(_))));
+        assert!(matches!(
+            filter("info,zentrale[call]=debug", None),
+            Ok(Filter::Dynamic(_))
+        ));
+        assert!(matches!(
+            filter("info,zentrale[call{call_id}]=trace", None),
+            Ok(Filter::Dynamic(_))
+        ));
     }
 }
