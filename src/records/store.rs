@@ -118,8 +118,13 @@ pub struct Store {
 /// The migrations, oldest first; a new schema version is a new file here (never edit one that
 /// shipped: sqlx checks their checksums).
 fn migrator() -> Migrator {
+    migrator_of(MIGRATIONS)
+}
+
+/// A migrator for these migrations (tests make a database as an older version left it).
+fn migrator_of(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
-        MIGRATIONS
+        migrations
             .iter()
             .map(|(version, description, sql)| {
                 Migration::new(
@@ -476,16 +481,60 @@ mod tests {
         assert_eq!(sqlite_path("sqlite://data/x"), PathBuf::from("data/x"));
     }
 
+    /// A database an engine of schema version 1 left behind is upgraded in place when this
+    /// version opens it: its rows stay, `queue_events` loses its `call_id` index.
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_in_place() {
+        let (dir, settings) = scratch_settings();
+        std::fs::create_dir_all(&dir).expect("data dir");
+        let path = dir.join(SQLITE_FILE);
+        sqlx::any::install_default_drivers();
+        let old = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .expect("create the old database");
+        migrator_of(&MIGRATIONS[..1])
+            .run(&old)
+            .await
+            .expect("schema version 1");
+        sqlx::query("INSERT INTO queue_events (at_ms, call_id, kind) VALUES (5, 'old', 'enter')")
+            .execute(&old)
+            .await
+            .expect("an old row");
+        old.close().await;
+
+        let store = Store::open(&settings, false)
+            .await
+            .expect("open and upgrade");
+        let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&store.pool)
+            .await
+            .expect("version");
+        let indexes = record_indexes(&store).await;
+        let events = store.queue_events(0, i64::MAX).await.expect("events");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(version, 2);
+        assert_eq!(
+            indexes,
+            ["calls_call_id", "calls_ended_at", "queue_events_at"]
+        );
+        let ids: Vec<(i64, &str)> = events
+            .iter()
+            .map(|e| (e.at_ms, e.call_id.as_str()))
+            .collect();
+        assert_eq!(ids, [(5, "old")]);
+    }
+
     /// The lookup the README and migration 0002 give operators for one call's events.
     const ONE_CALLS_EVENTS: &str = "SELECT e.* FROM calls c JOIN queue_events e \
          ON e.call_id = c.call_id AND e.at_ms >= c.started_at_ms \
          AND e.at_ms <= c.ended_at_ms + 3600000 \
          WHERE c.call_id = 'x' ORDER BY e.at_ms";
 
-    /// What an operator looking up one call by its Call-ID relies on after schema version 2:
-    /// the call by `calls_call_id`, its events by time (`queue_events_at`), no full scan.
-    #[tokio::test]
-    async fn one_calls_events_are_found_through_indexes_without_the_call_id_index() {
+    /// A fresh data directory and the settings that point the records there.
+    fn scratch_settings() -> (PathBuf, Settings) {
         let dir = std::env::temp_dir().join(format!(
             "zentrale-store-{}-{:08x}",
             std::process::id(),
@@ -496,15 +545,27 @@ mod tests {
             [("ZENTRALE_DATA__DIR".to_string(), dir.display().to_string())],
         )
         .expect("settings");
-        let store = Store::open(&settings, true).await.expect("create");
-        let indexes: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('calls', 'queue_events') ORDER BY name",
+        (dir, settings)
+    }
+
+    async fn record_indexes(store: &Store) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name IN ('calls', 'queue_events') ORDER BY name",
         )
         .fetch_all(&store.pool)
         .await
-        .expect("indexes");
+        .expect("indexes")
+    }
+
+    /// What an operator looking up one call by its Call-ID relies on after schema version 2:
+    /// the call by `calls_call_id`, its events by time (`queue_events_at`), no full scan.
+    #[tokio::test]
+    async fn one_calls_events_are_found_through_indexes_without_the_call_id_index() {
+        let (dir, settings) = scratch_settings();
+        let store = Store::open(&settings, true).await.expect("create");
         assert_eq!(
-            indexes,
+            record_indexes(&store).await,
             ["calls_call_id", "calls_ended_at", "queue_events_at"]
         );
         store.close().await;
