@@ -579,7 +579,7 @@ pub struct EngineSnapshot {
     pub rtp_transcoded: u64,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
-    pub rules_version: String,
+    pub rules_version: Arc<str>,
     /// Calendar id → open right now (holidays, closures and overrides included).
     pub calendars_open: Vec<(String, bool)>,
     pub events_published: u64,
@@ -841,8 +841,7 @@ impl EngineSnapshot {
             ),
             &["version"],
         ) {
-            info.with_label_values(&[self.rules_version.as_str()])
-                .set(1);
+            info.with_label_values(&[&*self.rules_version]).set(1);
             out.extend(info.collect());
         }
         if !self.queues.is_empty() {

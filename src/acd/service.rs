@@ -113,7 +113,7 @@ pub enum AcdCommand {
     Reconfigure {
         queues: Vec<Queue>,
         agents: Vec<Agent>,
-        rules_version: String,
+        rules_version: Arc<str>,
     },
     Agent {
         agent: String,
@@ -354,7 +354,7 @@ impl AcdService {
         queues: impl IntoIterator<Item = &'a Queue>,
         agents: impl IntoIterator<Item = &'a Agent>,
         settings: AcdSettings,
-        rules_version: String,
+        rules_version: Arc<str>,
         now: Instant,
     ) -> (AcdService, AcdHandle, AcdInbox) {
         let acd = Acd::new(queues, agents, settings, now);
@@ -376,7 +376,7 @@ impl AcdService {
             snapshot,
             events: None,
             reachable: None,
-            rules_version: rules_version.into(),
+            rules_version,
             started: now,
             trigger: "agent_free",
             polling: false,
@@ -536,7 +536,7 @@ impl AcdService {
                 for a in &agents {
                     self.since.entry(a.id.clone()).or_insert(now);
                 }
-                self.rules_version = rules_version.into();
+                self.rules_version = rules_version;
                 self.changed = None;
                 Ok(decisions)
             }
@@ -848,7 +848,7 @@ mod tests {
             std::iter::empty::<&Queue>(),
             std::iter::empty::<&Agent>(),
             AcdSettings::default(),
-            String::new(),
+            "".into(),
             start,
         );
         assert_eq!(handle.take_max_wait(), Duration::ZERO);
@@ -868,7 +868,7 @@ mod tests {
             std::iter::empty::<&Queue>(),
             std::iter::empty::<&Agent>(),
             AcdSettings::default(),
-            String::new(),
+            "".into(),
             Instant::now(),
         );
         // Sent while the ACD task does not run yet: it waits at least until the task starts.

@@ -169,9 +169,8 @@ struct CallerLeg {
     rtp_port: u16,
     offer: Option<Offer>,
     rules: Arc<ActiveRules>,
-    /// The Call-ID and the rules version as every event of this call names them (made once).
+    /// The Call-ID as every event of this call names it (made once).
     event_call_id: Arc<str>,
-    event_rules_version: Arc<str>,
     media: Option<MediaHandle>,
     /// The media task's events, handed to the task loop once media runs.
     media_events: Option<mpsc::Receiver<MediaEvent>>,
@@ -238,7 +237,6 @@ impl CallerLeg {
             rtp_port: 0,
             offer: None,
             event_call_id,
-            event_rules_version: start.rules.rules.version.hash.as_str().into(),
             rules: start.rules,
             media: None,
             media_events: None,
@@ -1022,7 +1020,7 @@ impl CallerLeg {
         self.endpoint.events().publish(CallEvent {
             call_id: self.event_call_id.clone(),
             at: chrono::Utc::now(),
-            rules_version: self.event_rules_version.clone(),
+            rules_version: self.rules.rules.version.hash.clone(),
             kind,
         });
     }

@@ -3,6 +3,7 @@
 //! serialisable for `rules explain --json` and the API.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -62,7 +63,7 @@ pub struct Decision {
     /// The topic chosen so far (shown to the agent).
     pub topic: Option<String>,
     /// Rules version hash the decision came from.
-    pub rules_version: String,
+    pub rules_version: Arc<str>,
     pub trail: Vec<Step>,
 }
 

@@ -101,7 +101,7 @@ pub fn load_sources(
     let mut sources = sources;
     sources.sort_by(|a, b| a.0.cmp(&b.0));
     let version = Version {
-        hash: content_hash(&sources),
+        hash: content_hash(&sources).into(),
         loaded_at,
         files: sources.len(),
     };

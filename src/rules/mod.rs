@@ -29,6 +29,7 @@ pub mod load;
 pub mod model;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -46,7 +47,8 @@ pub use model::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Version {
     /// FNV-1a 64-bit hash of the `*.toml` files (names and contents, sorted by name), hex.
-    pub hash: String,
+    /// Shared: every decision, call event and ACD event names it.
+    pub hash: Arc<str>,
     pub loaded_at: DateTime<Utc>,
     /// How many rule files were read.
     pub files: usize,
