@@ -9,5 +9,8 @@
 //! (`RandomState`), so colliding keys cannot be computed in advance, and every such table is
 //! bounded (`sip.max_calls`, the registrar's and the records' limits).
 
+/// The call path's hasher: foldhash, randomly seeded per instance.
+pub type RandomState = foldhash::fast::RandomState;
+
 /// `std::collections::HashMap` with a per-map random foldhash seed; make one with `default()`.
-pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub type HashMap<K, V> = std::collections::HashMap<K, V, RandomState>;

@@ -26,7 +26,7 @@ use super::validate::{Invalid, RequestInfo, check_request};
 use crate::acd::service::AcdHandle;
 use crate::call::{self, CallInput, CallSender, CallStart};
 use crate::events::EventBus;
-use crate::hash::HashMap;
+use crate::hash::{HashMap, RandomState};
 use crate::media::rtp_ports::RtpPortPool;
 use crate::media::session::MediaStats;
 use crate::overload::OverloadFlag;
@@ -92,7 +92,7 @@ const MAX_LINGERING: usize = 200_000;
 struct CallTable {
     shards: Vec<Mutex<HashMap<Bytes, CallSender>>>,
     /// Picks the shard (foldhash too, with its own seed: one more cheap hash per lookup).
-    hasher: foldhash::fast::RandomState,
+    hasher: RandomState,
     active: AtomicUsize,
 }
 
@@ -102,7 +102,7 @@ impl CallTable {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(HashMap::default()))
                 .collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: RandomState::default(),
             active: AtomicUsize::new(0),
         }
     }
