@@ -129,6 +129,7 @@ impl Call {
                 remote: None,
                 rtp_timeout,
                 inband_dtmf: false,
+                held: false,
             },
             stats.clone(),
         );

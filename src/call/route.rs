@@ -20,7 +20,7 @@ impl CallerLeg {
     pub(super) fn start_media(&mut self) {
         let Some(port) = self.rtp.take() else { return };
         let config = self.endpoint.config();
-        let (law, telephone_event, remote) = match &self.offer {
+        let (law, telephone_event, remote, held) = match &self.offer {
             Some(offer) => (
                 match offer.codecs.first().map(|c| c.1) {
                     Some(sdp::Codec::Pcma) => Law::Alaw,
@@ -30,9 +30,15 @@ impl CallerLeg {
                 offer
                     .address
                     .map(|ip| std::net::SocketAddr::new(ip, offer.audio_port)),
+                // A caller who offers to send only or nothing gets nothing sent (RFC 3264
+                // §6.1; our answer says `recvonly` / `inactive`) until a re-INVITE resumes.
+                matches!(
+                    offer.direction,
+                    sdp::Direction::SendOnly | sdp::Direction::Inactive
+                ),
             ),
             // Offerless INVITE: our offer lists PCMU first and telephone-event as 101.
-            None => (Law::Ulaw, Some(101), None),
+            None => (Law::Ulaw, Some(101), None, false),
         };
         let (handle, events) = session::spawn(
             port,
@@ -42,6 +48,7 @@ impl CallerLeg {
                 remote,
                 rtp_timeout: config.rtp_timeout,
                 inband_dtmf: config.inband_dtmf,
+                held,
             },
             self.endpoint.media_stats().clone(),
         );

@@ -40,7 +40,7 @@ use tracing::{Instrument, debug};
 
 use super::dtmf::{DtmfDetector, TelephoneEventReceiver};
 use super::g711;
-use super::pacer::RtpSender;
+use super::pacer::{FRAME_DURATION, RtpSender};
 use super::prompts::{Law, Playback, Prompt};
 use super::relay::{Codecs, Rewriter};
 use super::rtp_ports::RtpPort;
@@ -135,6 +135,9 @@ pub struct MediaConfig {
     pub rtp_timeout: Duration,
     /// Listen for DTMF tones in the audio too (for gateways that send keys as sound).
     pub inband_dtmf: bool,
+    /// Start on hold, sending nothing (the caller's offer was `sendonly` or `inactive`,
+    /// RFC 3264 §6.1), as after [`MediaCommand::Hold`]`(true)`.
+    pub held: bool,
 }
 
 /// The call's side of its media task (its events come on the receiver `spawn` returns).
@@ -200,6 +203,25 @@ impl Player {
             }
             self.current = Some(again);
         }
+    }
+
+    /// How many frames are left until the current `Play` finishes (`None`: none to report).
+    fn frames_until_report(&self) -> Option<u64> {
+        if !self.reporting {
+            return None;
+        }
+        let current = self.current.as_ref().map_or(0, Playback::frames_left);
+        let queued: usize = self.queue.iter().map(Prompt::frame_count).sum();
+        Some((current + queued) as u64)
+    }
+
+    /// Skips the rest of the current `Play` (on hold, where nothing is sent); whether it had
+    /// to be reported. A music-on-hold loop starts from its beginning afterwards.
+    fn skip_to_report(&mut self) -> bool {
+        self.current = None;
+        self.current_prompt = None;
+        self.queue.clear();
+        std::mem::take(&mut self.reporting)
     }
 
     /// The next frame to send, and whether a `Play` just finished.
@@ -268,11 +290,23 @@ async fn run(
     let mut rtcp_sink = [0u8; RTCP_SINK];
     let mut last_heard = Instant::now();
     let mut timeout_reported = false;
-    let mut held = false;
+    let mut held = config.held;
+    // On hold nothing is sent, so the task does not wake every 20 ms: it sleeps until the
+    // prompt being played would have finished (to report it), or until a command comes.
+    let report_at = |player: &Player| {
+        player.frames_until_report().map(|frames| {
+            Instant::now() + FRAME_DURATION * u32::try_from(frames).unwrap_or(u32::MAX)
+        })
+    };
+    let mut held_report_at = if held { report_at(&player) } else { None };
     let late_limit = Duration::from_millis(10);
 
     let bridge = loop {
-        let due = tokio::time::Instant::from_std(sender.next_due());
+        let due = if held {
+            held_report_at
+        } else {
+            Some(sender.next_due())
+        };
         tokio::select! {
             biased;
             // A frame already due (the first one, at once) goes out without a timer: a timer
@@ -280,10 +314,21 @@ async fn run(
             // driver (an eventfd write and a context switch), which the start of every call's
             // media paid (0.67 wake-ups per call at 4,000 calls/s).
             () = async {
-                if due > tokio::time::Instant::now() {
-                    tokio::time::sleep_until(due).await;
+                match due.map(tokio::time::Instant::from_std) {
+                    Some(due) if due > tokio::time::Instant::now() => {
+                        tokio::time::sleep_until(due).await;
+                    }
+                    Some(_) => {}
+                    None => std::future::pending().await,
                 }
             } => {
+                if held {
+                    held_report_at = None;
+                    if player.skip_to_report() {
+                        let _ = events.try_send(MediaEvent::PlaybackFinished);
+                    }
+                    continue;
+                }
                 let now = Instant::now();
                 let finished = player.next_frame(&mut frame);
                 let packet = sender.packet(now, &frame);
@@ -291,9 +336,7 @@ async fn run(
                     stats.packets_late.fetch_add(1, Ordering::Relaxed);
                 }
                 stats.frames_skipped.fetch_add(packet.skipped, Ordering::Relaxed);
-                // On hold the schedule still advances (so resuming needs no catch-up burst), but
-                // nothing is sent.
-                if let Some(to) = remote.filter(|_| !held) {
+                if let Some(to) = remote {
                     // A full socket buffer drops this frame; the next one is 20 ms away.
                     let _ = socket.try_send_to(packet.bytes, to);
                     stats.packets_sent.fetch_add(1, Ordering::Relaxed);
@@ -355,18 +398,25 @@ async fn run(
                     player.looping = None;
                     player.queue = prompts.into();
                     player.reporting = true;
+                    if held {
+                        held_report_at = report_at(&player);
+                    }
                 }
                 Some(MediaCommand::Loop(prompt)) => {
                     player.current = None;
                     player.queue.clear();
                     player.looping = Some(prompt);
                     player.reporting = false;
+                    if held {
+                        held_report_at = report_at(&player);
+                    }
                 }
                 Some(MediaCommand::Stop) => {
                     player.current = None;
                     player.queue.clear();
                     player.looping = None;
                     player.reporting = false;
+                    held_report_at = None;
                 }
                 Some(MediaCommand::Negotiated { law: chosen, telephone_event: te }) => {
                     law = chosen;
@@ -377,6 +427,9 @@ async fn run(
                 Some(MediaCommand::Hold(hold)) => {
                     if held && !hold {
                         sender.start_talkspurt(Instant::now());
+                    }
+                    if hold && !held {
+                        held_report_at = report_at(&player);
                     }
                     held = hold;
                 }
@@ -713,6 +766,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_caller_who_offered_inactive_media_gets_none_until_resumed() {
+        let pool = RtpPortPool::new("127.0.0.1".parse().expect("ip"), 41200, 41300);
+        let port = pool.allocate().expect("port");
+        let caller = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let stats = Arc::new(MediaStats::default());
+        let (media, mut events) = spawn(
+            port,
+            MediaConfig {
+                law: Law::Ulaw,
+                telephone_event: Some(101),
+                remote: Some(caller.local_addr().expect("addr")),
+                rtp_timeout: Duration::from_secs(30),
+                inband_dtmf: false,
+                held: true,
+            },
+            stats.clone(),
+        );
+        // A 100 ms announcement played while held: nothing is sent, and its end is still
+        // reported, when it would have finished.
+        let started = Instant::now();
+        media.command(MediaCommand::Play(vec![prompt(5, 1000)]));
+        let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
+            .await
+            .expect("the end of the prompt is reported while held");
+        assert_eq!(event, Some(MediaEvent::PlaybackFinished));
+        assert!(started.elapsed() >= Duration::from_millis(90));
+        let mut buf = [0u8; 512];
+        let quiet =
+            tokio::time::timeout(Duration::from_millis(200), caller.recv_from(&mut buf)).await;
+        assert!(quiet.is_err(), "RTP was sent to a caller on hold");
+        assert_eq!(stats.packets_sent.load(Ordering::Relaxed), 0);
+        // Resumed (a re-INVITE with sendrecv): the stream starts, marked as a new talkspurt.
+        media.command(MediaCommand::Hold(false));
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), caller.recv_from(&mut buf))
+            .await
+            .expect("RTP after the resume")
+            .expect("recv");
+        let rtp = rtp_rs::RtpReader::new(&buf[..n]).expect("RTP");
+        assert!(
+            rtp.mark(),
+            "the first packet after the hold starts a talkspurt"
+        );
+    }
+
+    #[tokio::test]
     async fn keys_sent_as_telephone_events_come_out_once() {
         let pool = RtpPortPool::new("127.0.0.1".parse().expect("ip"), 41000, 41100);
         let port = pool.allocate().expect("port");
@@ -726,6 +826,7 @@ mod tests {
                 remote: None,
                 rtp_timeout: Duration::from_secs(30),
                 inband_dtmf: false,
+                held: false,
             },
             stats.clone(),
         );
