@@ -84,7 +84,15 @@ pub enum LegFailure {
     Declined,
     /// The phone is busy with a call the ACD does not know about.
     Busy,
+    /// The engine could not place the leg (no RTP port or socket): not the agent's doing.
+    /// The agent stays available; the caller keeps its place but is offered to no agent for
+    /// [`LOCAL_RETRY`], so a shortage does not burn through every agent at once.
+    Local,
 }
+
+/// How long a caller whose agent leg failed locally ([`LegFailure::Local`]) waits before it
+/// is offered to an agent again.
+pub const LOCAL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An event that moves an agent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -444,6 +444,16 @@ impl Acd {
         out: &mut Vec<AcdDecision>,
     ) -> Result<(), AcdError> {
         self.apply(agent, &AgentEvent::LegFailed { call }, now, out)?;
+        if failure == LegFailure::Local {
+            self.end_leg(call, agent, false, now);
+            self.change_ringing(call, now, |entry| {
+                entry.skip.retain(|(a, _)| a != queue::ANY_AGENT);
+                entry
+                    .skip
+                    .push((queue::ANY_AGENT.to_string(), now + agent::LOCAL_RETRY));
+            });
+            return Ok(());
+        }
         self.end_leg(call, agent, true, now);
         let max = self.settings.max_no_answers;
         let runtime = self.agent_mut(agent)?;

@@ -37,7 +37,8 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         2 => (any::<usize>(), prop_oneof![
             Just(LegFailure::NoAnswer),
             Just(LegFailure::Declined),
-            Just(LegFailure::Busy)
+            Just(LegFailure::Busy),
+            Just(LegFailure::Local)
         ])
             .prop_map(|(pick, failure)| Op::Fail { pick, failure }),
         3 => any::<usize>().prop_map(|pick| Op::End { pick }),

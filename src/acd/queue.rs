@@ -27,6 +27,10 @@ pub struct QueueEntry {
     pub deadline: Option<Instant>,
 }
 
+/// A `skip` entry for every agent (the caller is held back after a local failure). Agent ids
+/// are names from the rule files, which cannot be `*`.
+pub const ANY_AGENT: &str = "*";
+
 /// Dispatch order: higher priority first, then earlier entry, then earlier join.
 pub type OrderKey = (Reverse<u8>, Instant, u64);
 
@@ -43,7 +47,7 @@ impl QueueEntry {
     pub fn skips(&self, agent: &str, now: Instant) -> bool {
         self.skip
             .iter()
-            .any(|(a, until)| a == agent && now < *until)
+            .any(|(a, until)| (a == agent || a == ANY_AGENT) && now < *until)
     }
 }
 

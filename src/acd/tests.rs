@@ -451,6 +451,41 @@ fn a_declined_agent_is_retried_after_the_pause_when_alone() {
 }
 
 #[test]
+fn a_local_failure_holds_the_caller_back_instead_of_trying_every_agent() {
+    // The engine had no RTP port for the agent leg: not a1's doing, and a2 would fail the
+    // same way this instant. The caller keeps its place, nobody rings for LOCAL_RETRY, and
+    // then the longest-idle agent (a1 again, not skipped) gets it.
+    let t = Instant::now();
+    let mut acd = acd_with(&[queue("q", Strategy::LongestIdle)], 2, t);
+    assert_eq!(
+        rings(&acd.join(CallId(1), "q", 0, t + secs(1)).unwrap()),
+        vec![ring(1, "a1")]
+    );
+    let out = acd
+        .leg_failed(CallId(1), "a1", LegFailure::Local, t + secs(2))
+        .unwrap();
+    assert!(rings(&out).is_empty(), "no other agent rang: {out:?}");
+    assert!(matches!(
+        acd.agent_state("a1"),
+        Some(AgentState::Available { .. })
+    ));
+    assert_eq!(
+        acd.call_status(CallId(1)),
+        Some(CallStatus::Waiting { queue: "q".into() })
+    );
+    let back = t + secs(2) + super::agent::LOCAL_RETRY;
+    assert_eq!(acd.next_deadline(), Some(back));
+    assert!(rings(&acd.poll(back - Duration::from_millis(1))).is_empty());
+    assert_eq!(rings(&acd.poll(back)), vec![ring(1, "a1")]);
+    // The local failure did not count as a no-answer, nor pause anyone.
+    let out = acd
+        .leg_failed(CallId(1), "a1", LegFailure::Local, back)
+        .unwrap();
+    assert!(rings(&out).is_empty());
+    assert_eq!(acd.next_deadline(), Some(back + super::agent::LOCAL_RETRY));
+}
+
+#[test]
 fn caller_hangup_while_ringing_cancels_the_agent_leg() {
     let t = Instant::now();
     let mut acd = acd_with(&[queue("q", Strategy::LongestIdle)], 1, t);

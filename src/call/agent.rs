@@ -286,6 +286,7 @@ fn failure_name(failure: LegFailure) -> &'static str {
         LegFailure::Busy => "busy",
         LegFailure::Declined => "declined",
         LegFailure::NoAnswer => "no_answer",
+        LegFailure::Local => "local",
     }
 }
 
@@ -337,18 +338,19 @@ impl CallerLeg {
         now: Instant,
     ) {
         let Some(call) = self.acd_call else { return };
-        let failed = |leg: &Self, why: &str| {
+        let failed = |leg: &Self, why: &str, failure: LegFailure| {
             warn!(%agent, why, "agent leg not placed");
             leg.endpoint.acd().send(AcdCommand::LegFailed {
                 call,
                 agent: agent.to_string(),
-                failure: LegFailure::Busy,
+                failure,
             });
         };
         let Some(target) = self.agent_target(agent) else {
             failed(
                 self,
                 "no address for the agent (phone not registered, or its uri is not sip:user@IP:port)",
+                LegFailure::Busy,
             );
             self.ring_ended(agent, "unreachable");
             // Nobody can ring this phone until it registers again (or the rules change).
@@ -359,8 +361,11 @@ impl CallerLeg {
             });
             return;
         };
-        let Some(rtp) = self.endpoint.rtp_pool().allocate() else {
-            return failed(self, "no free RTP port for the agent leg");
+        let rtp = match self.endpoint.rtp_pool().allocate() {
+            Ok(rtp) => rtp,
+            // Our shortage, not the agent's: the ACD holds this caller back for a moment
+            // instead of offering it to every other agent at once.
+            Err(e) => return failed(self, &e.to_string(), LegFailure::Local),
         };
         let queue_name = self
             .rules

@@ -382,12 +382,12 @@ impl CallerLeg {
             );
         }
         match self.endpoint.rtp_pool().allocate() {
-            Some(port) => {
+            Ok(port) => {
                 self.rtp_port = port.port;
                 self.rtp = Some(port);
             }
-            None => {
-                warn!("no free RTP port; widen media.rtp_port_min..rtp_port_max");
+            Err(e) => {
+                warn!("{e}");
                 let retry_after = self.endpoint.retry_after();
                 return self.reject(
                     now,
