@@ -23,8 +23,9 @@
 # (%, 99.9), AGENTS (200), DIAL (491), LAT_AGENTS (4), LAT_CALLS (400), LAT_RATE (200/s),
 # LAT_HOLD_MS (50), LOG_LEVEL (engine, info = shipped default), PHASES (default
 # "kamailio latency engine"; any subset), ZENTRALE_BIN (skip the build), the KAM_* of
-# kamailio-forward.sh, KEEP=1 (keep the work directory: engine log, rules, SIPp CSVs, /metrics
-# scrapes, queue samples).
+# kamailio-forward.sh, UAC_SCENARIO (the callers' SIPp scenario, for both targets; default
+# bench/sipp/uac_wait_bye.xml), KEEP=1 (keep the work directory: engine log, rules, SIPp CSVs,
+# /metrics scrapes, queue samples).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,7 +50,7 @@ command -v curl >/dev/null || { echo "curl not found (Debian package curl)" >&2;
 phase kamailio && kamailio_require
 
 # The SIPp load of every phase (find_max_rate and uas_start read these).
-export UAC_SCENARIO=$ROOT/bench/sipp/uac_wait_bye.xml
+export UAC_SCENARIO=${UAC_SCENARIO:-$ROOT/bench/sipp/uac_wait_bye.xml}
 export UAS_SCENARIO=$ROOT/bench/sipp/uas_answer_bye.xml
 export RTD_LABEL="p99 to BYE"
 export UAS_CHECK=1
