@@ -10,9 +10,9 @@
 //! Every pair of the range may stay warm, unless the open-file limit is lower (the server sets
 //! [`RtpPortPool::limit_warm`]). A fixed cap of 2,048 pairs was too small at high call rates:
 //! at 10,000 calls/s, 20,000 pairs come back each second and must rest 200 ms, so ~4,000 are
-//! resting at any time; with the cap, most calls bound fresh sockets (measured on 2 cores:
-//! 25,000 socket calls a second, and 76–86 µs of CPU per call instead of 67–86 µs with the
-//! pairs kept, the kernel's share 45 % → 32–38 %).
+//! resting at any time; with the cap, most calls bound fresh sockets (measured on 2 cores at
+//! 6,000 calls/s: 0.72 `socket`+`bind`+`close` and 1.43 `epoll_ctl` per call, none with the
+//! pairs kept; engine CPU per call at 7,000–8,000/s 89–92 → 73–80 µs, see `bench/README.md`).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};

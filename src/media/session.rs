@@ -292,7 +292,10 @@ async fn run(
     let mut timeout_reported = false;
     let mut held = config.held;
     // On hold nothing is sent, so the task does not wake every 20 ms: it sleeps until the
-    // prompt being played would have finished (to report it), or until a command comes.
+    // prompt being played would have finished (to report it), or until a command comes. The
+    // RTP timeout is checked on those wake-ups, so it does not apply on hold, where an
+    // `inactive` caller rightly sends nothing (it used to end such a call after 30 s). The
+    // relay (after an agent answered) keeps its own timeout, hold or not.
     let report_at = |player: &Player| {
         player.frames_until_report().map(|frames| {
             Instant::now() + FRAME_DURATION * u32::try_from(frames).unwrap_or(u32::MAX)
