@@ -386,6 +386,15 @@ find_max_rate() {
                 -trace_err -error_file "$WORK/errors-$tag.log" \
                 "$target" >"$WORK/sipp-$tag.out" 2>&1) &
             SIPP_PID=$!
+            # SIPp's own -timeout is not enough: a run at 16,000 calls/s through Kamailio once
+            # hung for 16 minutes past it. Past the same deadline plus 20 s, SIPp is killed
+            # (its calls then count as unfinished).
+            local deadline=$((SECONDS + duration + 40))
+            while kill -0 "$SIPP_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.5; done
+            if kill -0 "$SIPP_PID" 2>/dev/null; then
+                echo "SIPp ($tag) still running $((duration + 40)) s after it started: killed" >&2
+                for pid in $(child_pids "$SIPP_PID") $SIPP_PID; do kill -KILL "$pid" 2>/dev/null || true; done
+            fi
             wait "$SIPP_PID" || true
             SIPP_PID=""
             t1=0 k1=0 u1=0
