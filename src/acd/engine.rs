@@ -27,7 +27,7 @@ use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use super::agent::{self, AgentEvent, AgentState, LegFailure, PauseReason};
-use super::queue::{self, OrderKey, QueueEntry};
+use super::queue::{self, OrderKey, QueueEntry, Skip};
 use super::strategy::{self, Candidate, SplitMix64};
 use super::{AcdDecision, AcdError, AcdStore, CallId, OverflowReason};
 use crate::rules::QueueState;
@@ -410,14 +410,21 @@ impl Acd {
     }
 
     /// Removes `agent` from the ringing set of `call` (its leg is over) and, for a failed leg,
-    /// keeps the agent away from this caller for a while.
-    fn end_leg(&mut self, call: CallId, agent: &str, failed: bool, now: Instant) {
-        let retry = self.settings.retry_after;
+    /// keeps the caller from `skip` for a while: the agent for `retry_after`, everyone for
+    /// [`agent::LOCAL_RETRY`].
+    fn end_leg(&mut self, call: CallId, agent: &str, skip: Option<Skip>, now: Instant) {
+        let hold = skip.map(|skip| {
+            let pause = match skip {
+                Skip::Agent(_) => self.settings.retry_after,
+                Skip::Everyone => agent::LOCAL_RETRY,
+            };
+            (skip, now + pause)
+        });
         self.change_ringing(call, now, |entry| {
             entry.ringing.retain(|a| a != agent);
-            if failed {
-                entry.skip.retain(|(a, _)| a != agent);
-                entry.skip.push((agent.to_string(), now + retry));
+            if let Some((skip, until)) = hold {
+                entry.skip.retain(|(s, _)| *s != skip);
+                entry.skip.push((skip, until));
             }
         });
     }
@@ -444,17 +451,11 @@ impl Acd {
         out: &mut Vec<AcdDecision>,
     ) -> Result<(), AcdError> {
         self.apply(agent, &AgentEvent::LegFailed { call }, now, out)?;
-        if failure == LegFailure::Local {
-            self.end_leg(call, agent, false, now);
-            self.change_ringing(call, now, |entry| {
-                entry.skip.retain(|(a, _)| a != queue::ANY_AGENT);
-                entry
-                    .skip
-                    .push((queue::ANY_AGENT.to_string(), now + agent::LOCAL_RETRY));
-            });
-            return Ok(());
-        }
-        self.end_leg(call, agent, true, now);
+        let skip = match failure {
+            LegFailure::Local => Skip::Everyone,
+            _ => Skip::Agent(agent.to_string()),
+        };
+        self.end_leg(call, agent, Some(skip), now);
         let max = self.settings.max_no_answers;
         let runtime = self.agent_mut(agent)?;
         if failure == LegFailure::NoAnswer {
@@ -480,7 +481,12 @@ impl Acd {
             _ => None,
         });
         if let Some(call) = ringing {
-            self.end_leg(call, agent, failed, now);
+            self.end_leg(
+                call,
+                agent,
+                failed.then(|| Skip::Agent(agent.to_string())),
+                now,
+            );
             out.push(AcdDecision::CancelRing {
                 call,
                 agent: agent.to_string(),

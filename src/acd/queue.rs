@@ -18,8 +18,8 @@ pub struct QueueEntry {
     pub seq: u64,
     /// Agents ringing for this caller now (empty: waiting).
     pub ringing: Vec<String>,
-    /// Agents whose leg failed for this caller, skipped until the instant given.
-    pub skip: Vec<(String, Instant)>,
+    /// Whom this caller is not offered to, until the instant given (after failed legs).
+    pub skip: Vec<(Skip, Instant)>,
     /// When the required skill level drops next (a deadline while waiting).
     pub next_escalation: Option<Instant>,
     /// This entry's key in the ACD's deadline index: when it next needs a look (max wait,
@@ -27,9 +27,14 @@ pub struct QueueEntry {
     pub deadline: Option<Instant>,
 }
 
-/// A `skip` entry for every agent (the caller is held back after a local failure). Agent ids
-/// are names from the rule files, which cannot be `*`.
-pub const ANY_AGENT: &str = "*";
+/// Whom a waiting caller is kept from for a while after a failed agent leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// The agent whose leg failed (other agents are tried first).
+    Agent(String),
+    /// Every agent: the engine itself could not place the leg (`LegFailure::Local`).
+    Everyone,
+}
 
 /// Dispatch order: higher priority first, then earlier entry, then earlier join.
 pub type OrderKey = (Reverse<u8>, Instant, u64);
@@ -45,9 +50,13 @@ impl QueueEntry {
     }
 
     pub fn skips(&self, agent: &str, now: Instant) -> bool {
-        self.skip
-            .iter()
-            .any(|(a, until)| (a == agent || a == ANY_AGENT) && now < *until)
+        self.skip.iter().any(|(skip, until)| {
+            now < *until
+                && match skip {
+                    Skip::Agent(a) => a == agent,
+                    Skip::Everyone => true,
+                }
+        })
     }
 }
 
