@@ -770,12 +770,8 @@ impl CallerLeg {
         };
         if let Some(offer) = &offer {
             debug!(direction = ?offer.direction, "re-INVITE");
-            let held = matches!(
-                offer.direction,
-                sdp::Direction::SendOnly | sdp::Direction::Inactive
-            );
             if let Some(media) = &self.media {
-                media.command(MediaCommand::Hold(held));
+                media.command(MediaCommand::Hold(offer.direction.holds()));
             }
             self.offer = Some(offer.clone());
         }

@@ -30,12 +30,8 @@ impl CallerLeg {
                 offer
                     .address
                     .map(|ip| std::net::SocketAddr::new(ip, offer.audio_port)),
-                // A caller who offers to send only or nothing gets nothing sent (RFC 3264
-                // §6.1; our answer says `recvonly` / `inactive`) until a re-INVITE resumes.
-                matches!(
-                    offer.direction,
-                    sdp::Direction::SendOnly | sdp::Direction::Inactive
-                ),
+                // Until a re-INVITE resumes (our answer says `recvonly` / `inactive`).
+                offer.direction.holds(),
             ),
             // Offerless INVITE: our offer lists PCMU first and telephone-event as 101.
             None => (Law::Ulaw, Some(101), None, false),

@@ -43,6 +43,13 @@ impl Direction {
             Direction::Inactive => Direction::Inactive,
         }
     }
+
+    /// Whether the offerer put us on hold: it receives nothing (`sendonly`, `inactive`), so we
+    /// send nothing until an offer says otherwise (RFC 3264 §6.1, §8.4).
+    pub fn holds(self) -> bool {
+        matches!(self, Direction::SendOnly | Direction::Inactive)
+    }
+
     fn attribute(self) -> &'static str {
         match self {
             Direction::SendRecv => "sendrecv",
@@ -340,6 +347,8 @@ mod tests {
         let hold = SIPP_OFFER.replace("m=video 3227 RTP/AVP 31\r\n", "a=sendonly\r\n");
         let offer = parse_offer(hold.as_bytes()).expect("offer");
         assert_eq!(offer.direction.answer(), Direction::RecvOnly);
+        assert!(offer.direction.holds());
+        assert!(!Direction::RecvOnly.holds() && !Direction::SendRecv.holds());
         let lpc = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 12\r\n";
         assert_eq!(parse_offer(lpc.as_bytes()), Err(SdpError::NoCommonCodec));
         assert!(matches!(parse_offer(b"hello"), Err(SdpError::Malformed(_))));
