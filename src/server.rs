@@ -33,18 +33,6 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     })?;
     let (controller, shutdown) = ShutdownController::new();
     let sip = &settings.sip;
-    let open_files = raise_open_file_limit();
-    let needed = open_files_needed(&settings);
-    match open_files {
-        Some(limit) if limit < needed => warn!(
-            limit,
-            needed,
-            "the open-file limit is below what the RTP port range can use (4 per call): calls \
-             beyond it get 503; raise it (LimitNOFILE= in the systemd unit, ulimit -n)"
-        ),
-        Some(limit) => info!(limit, "open-file limit"),
-        None => {}
-    }
     let rules_dir = settings.rules.dir.clone();
     let rules = HotReload::load(rules_dir.clone(), Box::new(ActiveRules::load)).map_err(|report| {
         format!(
@@ -113,11 +101,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         settings.media.rtp_port_min,
         settings.media.rtp_port_max,
     );
-    if let Some(limit) = open_files {
-        // Returned pairs stay bound only as far as the limit leaves room for everything else
-        // (SIP over TCP, HTTP, the database, the log): 1,024 descriptors kept free.
-        rtp.limit_warm(usize::try_from(limit.saturating_sub(1024) / 2).unwrap_or(usize::MAX));
-    }
+    fit_open_file_limit(&settings, &rtp);
     let (acd, acd_handle, acd_commands) = {
         let active = rules.current();
         crate::acd::service::AcdService::new(
@@ -349,6 +333,32 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// Descriptors kept free for everything but RTP: SIP over TCP, HTTP, the database, the log.
+const OTHER_FILES: u64 = 1024;
+
+/// Raises the open-file limit as far as allowed, warns when it is below what the RTP port
+/// range can use, and keeps returned RTP pairs bound only as far as it leaves
+/// [`OTHER_FILES`] free.
+fn fit_open_file_limit(settings: &Settings, rtp: &RtpPortPool) {
+    let Some(limit) = raise_open_file_limit() else {
+        return;
+    };
+    let media = &settings.media;
+    // Two descriptors per pair, i.e. one per port of the range.
+    let needed = u64::from(media.rtp_port_max - media.rtp_port_min) + 1 + OTHER_FILES;
+    if limit < needed {
+        warn!(
+            limit,
+            needed,
+            "the open-file limit is below what the RTP port range can use (4 per call): calls \
+             beyond it get 503; raise it (LimitNOFILE= in the systemd unit, ulimit -n)"
+        );
+    } else {
+        info!(limit, "open-file limit");
+    }
+    rtp.limit_warm(usize::try_from(limit.saturating_sub(OTHER_FILES) / 2).unwrap_or(usize::MAX));
+}
+
 /// Raises this process's soft open-file limit to its hard limit (as Go's runtime does): each
 /// call holds four sockets (two RTP/RTCP pairs), and shells often start programs with a soft
 /// limit of 1,024. Returns the limit now in force (`None` if it cannot be read).
@@ -373,12 +383,4 @@ fn raise_open_file_limit() -> Option<u64> {
         }
     }
     Some(limit.rlim_cur)
-}
-
-/// File descriptors the configured RTP port range can hold open (two per even port), plus
-/// room for SIP, HTTP, the database and the log.
-fn open_files_needed(settings: &Settings) -> u64 {
-    let media = &settings.media;
-    let ports = u64::from(media.rtp_port_max.saturating_sub(media.rtp_port_min)) + 1;
-    ports + 256
 }

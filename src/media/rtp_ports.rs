@@ -163,10 +163,8 @@ impl RtpPortPool {
                     .and_then(|s| s.set_nonblocking(true).map(|_| s))
                     .and_then(UdpSocket::from_std)
             };
-            let bound = port
-                .checked_add(1)
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse))
-                .and_then(|rtcp_port| Ok((bind(port)?, bind(rtcp_port)?)));
+            // Pool ports are even, so the RTCP port above is at most 65535.
+            let bound = bind(port).and_then(|socket| Ok((socket, bind(port + 1)?)));
             match bound {
                 Ok((socket, rtcp)) => {
                     return Ok(RtpPort {
