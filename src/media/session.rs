@@ -205,14 +205,15 @@ impl Player {
         }
     }
 
-    /// How many frames are left until the current `Play` finishes (`None`: none to report).
-    fn frames_until_report(&self) -> Option<u64> {
+    /// When the current `Play` would finish if played on from `now` (`None`: none to report).
+    fn report_due(&self, now: Instant) -> Option<Instant> {
         if !self.reporting {
             return None;
         }
         let current = self.current.as_ref().map_or(0, Playback::frames_left);
         let queued: usize = self.queue.iter().map(Prompt::frame_count).sum();
-        Some((current + queued) as u64)
+        let frames = u32::try_from(current + queued).unwrap_or(u32::MAX);
+        Some(now + FRAME_DURATION * frames)
     }
 
     /// Skips the rest of the current `Play` (on hold, where nothing is sent); whether it had
@@ -296,12 +297,7 @@ async fn run(
     // RTP timeout is checked on those wake-ups, so it does not apply on hold, where an
     // `inactive` caller rightly sends nothing (it used to end such a call after 30 s). The
     // relay (after an agent answered) keeps its own timeout, hold or not.
-    let report_at = |player: &Player| {
-        player.frames_until_report().map(|frames| {
-            Instant::now() + FRAME_DURATION * u32::try_from(frames).unwrap_or(u32::MAX)
-        })
-    };
-    let mut held_report_at = if held { report_at(&player) } else { None };
+    let mut held_report_at = None;
     let late_limit = Duration::from_millis(10);
 
     let bridge = loop {
@@ -401,18 +397,14 @@ async fn run(
                     player.looping = None;
                     player.queue = prompts.into();
                     player.reporting = true;
-                    if held {
-                        held_report_at = report_at(&player);
-                    }
+                    held_report_at = player.report_due(Instant::now());
                 }
                 Some(MediaCommand::Loop(prompt)) => {
                     player.current = None;
                     player.queue.clear();
                     player.looping = Some(prompt);
                     player.reporting = false;
-                    if held {
-                        held_report_at = report_at(&player);
-                    }
+                    held_report_at = None;
                 }
                 Some(MediaCommand::Stop) => {
                     player.current = None;
@@ -432,7 +424,7 @@ async fn run(
                         sender.start_talkspurt(Instant::now());
                     }
                     if hold && !held {
-                        held_report_at = report_at(&player);
+                        held_report_at = player.report_due(Instant::now());
                     }
                     held = hold;
                 }
@@ -722,6 +714,18 @@ mod tests {
     }
     use crate::media::rtp_ports::RtpPortPool;
 
+    /// PCMU with telephone-event 101, keys by RFC 4733 only, a 30 s RTP timeout.
+    fn config(remote: Option<SocketAddr>, held: bool) -> MediaConfig {
+        MediaConfig {
+            law: Law::Ulaw,
+            telephone_event: Some(101),
+            remote,
+            rtp_timeout: Duration::from_secs(30),
+            inband_dtmf: false,
+            held,
+        }
+    }
+
     fn prompt(len_frames: usize, value: i16) -> Prompt {
         Prompt::from_pcm("test", vec![value; len_frames * 160])
     }
@@ -778,14 +782,7 @@ mod tests {
         let stats = Arc::new(MediaStats::default());
         let (media, mut events) = spawn(
             port,
-            MediaConfig {
-                law: Law::Ulaw,
-                telephone_event: Some(101),
-                remote: Some(caller.local_addr().expect("addr")),
-                rtp_timeout: Duration::from_secs(30),
-                inband_dtmf: false,
-                held: true,
-            },
+            config(Some(caller.local_addr().expect("addr")), true),
             stats.clone(),
         );
         // A 100 ms announcement played while held: nothing is sent, and its end is still
@@ -821,18 +818,7 @@ mod tests {
         let port = pool.allocate().expect("port");
         let engine_port = port.port;
         let stats = Arc::new(MediaStats::default());
-        let (_media, mut events) = spawn(
-            port,
-            MediaConfig {
-                law: Law::Ulaw,
-                telephone_event: Some(101),
-                remote: None,
-                rtp_timeout: Duration::from_secs(30),
-                inband_dtmf: false,
-                held: false,
-            },
-            stats.clone(),
-        );
+        let (_media, mut events) = spawn(port, config(None, false), stats.clone());
         let caller = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("bind");
