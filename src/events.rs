@@ -11,6 +11,8 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 use tracing::warn;
 
+use crate::logging::Throttle;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum CallEventKind {
@@ -103,8 +105,8 @@ pub struct EventBus {
     /// Events the call-records writer never got because its channel was full
     /// (`zentrale_records_lost_total`). Exact: every event the sink wanted and could not take.
     pub records_lost: Arc<AtomicU64>,
-    /// Unix seconds of the last "records lost" warning (rate limit).
-    last_loss_warning: AtomicU64,
+    /// At most one "records lost" warning per [`LOSS_WARNING_EVERY_SECS`].
+    loss_warning: Throttle,
 }
 
 /// A bounded, lossless-until-full channel to one consumer that must see every event (the call
@@ -128,7 +130,7 @@ impl Default for EventBus {
             published: AtomicU64::new(0),
             sink: OnceLock::new(),
             records_lost: Arc::new(AtomicU64::new(0)),
-            last_loss_warning: AtomicU64::new(0),
+            loss_warning: Throttle::new(LOSS_WARNING_EVERY_SECS),
         }
     }
 }
@@ -161,17 +163,7 @@ impl EventBus {
 
     fn record_lost(&self) {
         let total = self.records_lost.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let last = self.last_loss_warning.load(Ordering::Relaxed);
-        if now >= last + LOSS_WARNING_EVERY_SECS
-            && self
-                .last_loss_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.loss_warning.allow().is_some() {
             warn!(
                 lost_total = total,
                 "call records writer is behind: its channel is full, events are lost for the \

@@ -16,6 +16,7 @@ use super::CallerLeg;
 use super::dialog::Dialog;
 use crate::acd::LegFailure;
 use crate::acd::service::AcdCommand;
+use crate::logging::Throttle;
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer};
 use crate::sip::message::{
@@ -339,7 +340,12 @@ impl CallerLeg {
     ) {
         let Some(call) = self.acd_call else { return };
         let failed = |leg: &Self, why: &str, failure: LegFailure| {
-            warn!(%agent, why, "agent leg not placed");
+            // Out of ports or descriptors, this fires for every waiting caller and every
+            // agent: one line per second.
+            static NOT_PLACED: Throttle = Throttle::new(1);
+            if let Some(skipped) = NOT_PLACED.allow() {
+                warn!(%agent, why, skipped, "agent leg not placed");
+            }
             leg.endpoint.acd().send(AcdCommand::LegFailed {
                 call,
                 agent: agent.to_string(),

@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::acd::CallId;
 use crate::acd::service::AcdNotice;
 use crate::events::{CallEvent, CallEventKind};
+use crate::logging::Throttle;
 use crate::media::rtp_ports::RtpPort;
 use crate::media::sdp::{self, Offer, SdpError};
 use crate::media::session::{DtmfSource, MediaCommand, MediaEvent, MediaHandle};
@@ -387,7 +388,11 @@ impl CallerLeg {
                 self.rtp = Some(port);
             }
             Err(e) => {
-                warn!("{e}");
+                // Once out of ports, every new call ends here: one line per second.
+                static NO_PORT: Throttle = Throttle::new(1);
+                if let Some(skipped) = NO_PORT.allow() {
+                    warn!(skipped, "{e}");
+                }
                 let retry_after = self.endpoint.retry_after();
                 return self.reject(
                     now,
