@@ -29,9 +29,11 @@
 //! - RTCP on either port is accepted and ignored, as before; none is forwarded.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -300,6 +302,11 @@ async fn run(
     let mut held_report_at = None;
     let late_limit = Duration::from_millis(10);
 
+    // One timer for the whole prompt loop, moved to each frame's slot: a timer made per round
+    // registers with the runtime's timer wheel and deregisters when `select!` drops it, each
+    // under the wheel's lock, 50 times a second per call.
+    let frame_timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(frame_timer);
     let bridge = loop {
         let due = if held {
             held_report_at
@@ -315,7 +322,10 @@ async fn run(
             () = async {
                 match due.map(tokio::time::Instant::from_std) {
                     Some(due) if due > tokio::time::Instant::now() => {
-                        tokio::time::sleep_until(due).await;
+                        if frame_timer.deadline() != due {
+                            frame_timer.as_mut().reset(due);
+                        }
+                        frame_timer.as_mut().await;
                     }
                     Some(_) => {}
                     None => std::future::pending().await,
@@ -348,7 +358,7 @@ async fn run(
                     let _ = events.try_send(MediaEvent::RtpTimeout);
                 }
             }
-            received = receive_into(socket, &mut receive) => {
+            received = poll_fn(|cx| poll_receive_into(socket, &mut receive, cx)) => {
                 let Ok((n, from)) = received else { continue };
                 let now = Instant::now();
                 let Ok(rtp) = rtp_rs::RtpReader::new(&receive[..n]) else {
@@ -390,7 +400,7 @@ async fn run(
                 }
             }
             // RTCP reports are accepted and ignored (quality metrics may use them later).
-            _ = port.rtcp.recv_from(&mut rtcp_sink) => {}
+            () = poll_fn(|cx| poll_discard(&port.rtcp, &mut rtcp_sink, cx)) => {}
             command = commands.recv() => match command {
                 Some(MediaCommand::Play(prompts)) => {
                     player.current = None;
@@ -570,7 +580,7 @@ async fn relay(
                 }
                 None => break,
             },
-            received = receive_into(&port.socket, &mut from_caller) => {
+            received = poll_fn(|cx| poll_receive_into(&port.socket, &mut from_caller, cx)) => {
                 let Ok((n, from)) = received else { continue };
                 let packet = &from_caller[..n];
                 let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
@@ -597,7 +607,7 @@ async fn relay(
                     count(stats, forward.transcoded);
                 }
             }
-            received = receive_into(&agent.socket, &mut from_agent) => {
+            received = poll_fn(|cx| poll_receive_into(&agent.socket, &mut from_agent, cx)) => {
                 let Ok((n, from)) = received else { continue };
                 let packet = &from_agent[..n];
                 if rtp_rs::RtpReader::new(packet).is_err() {
@@ -615,8 +625,8 @@ async fn relay(
                 }
             }
             // RTCP reports are accepted and ignored, on both sides.
-            _ = port.rtcp.recv_from(&mut caller_rtcp) => {}
-            _ = agent.rtcp.recv_from(&mut agent_rtcp) => {}
+            () = poll_fn(|cx| poll_discard(&port.rtcp, &mut caller_rtcp, cx)) => {}
+            () = poll_fn(|cx| poll_discard(&agent.rtcp, &mut agent_rtcp, cx)) => {}
             () = &mut timeout, if !timeout_reported => {
                 let due = deadline(last_heard);
                 if tokio::time::Instant::now() >= due {
@@ -634,12 +644,39 @@ async fn relay(
 /// is used ([`RELAY_BUFFER`]; a longer datagram is cut to it): a buffer made by capacity is
 /// neither zeroed nor touched before a packet comes (most of a queued call's life, none at all
 /// in a call without media).
-async fn receive_into(
+///
+/// A poll function, not a future: `select!` makes and drops its futures on every round (every
+/// 20 ms frame), and tokio's `recv_from` future joins the socket's list of waiters under a lock
+/// when polled and leaves it under the lock again when dropped. `poll_recv_ready` keeps the one
+/// waker of the socket's read direction instead (one task reads each of these sockets).
+fn poll_receive_into(
     socket: &UdpSocket,
     buffer: &mut Vec<u8>,
-) -> std::io::Result<(usize, SocketAddr)> {
-    buffer.clear();
-    socket.recv_buf_from(buffer).await
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<(usize, SocketAddr)>> {
+    loop {
+        std::task::ready!(socket.poll_recv_ready(cx))?;
+        buffer.clear();
+        match socket.try_recv_buf_from(buffer) {
+            // Readiness was stale (try_recv cleared it): poll again, which registers the waker.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            received => return Poll::Ready(received),
+        }
+    }
+}
+
+/// RTCP is accepted and ignored: one datagram read into `sink` and dropped, polled as
+/// [`poll_receive_into`] is.
+fn poll_discard(socket: &UdpSocket, sink: &mut [u8], cx: &mut Context<'_>) -> Poll<()> {
+    loop {
+        if std::task::ready!(socket.poll_recv_ready(cx)).is_err() {
+            return Poll::Ready(());
+        }
+        match socket.try_recv_from(sink) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            _ => return Poll::Ready(()),
+        }
+    }
 }
 
 /// The relay's output buffer, [`RELAY_BUFFER`] zeroed bytes from the first packet forwarded on.
