@@ -79,7 +79,7 @@ pub struct CallStart {
 /// Starts the call's task. The endpoint has already registered `rx`'s sender under the Call-ID.
 pub fn spawn(endpoint: Arc<Endpoint>, start: CallStart, rx: mpsc::Receiver<Box<CallInput>>) {
     let call_id = start.info.call_id.clone();
-    let span = info_span!("call", call_id = %String::from_utf8_lossy(&call_id));
+    let span = info_span!("call", call_id = String::from_utf8_lossy(&call_id).as_ref());
     // Boxed first: the call's future is ~2.8 KB (release build, 2026-11), and each move on
     // the way into the runtime would copy all of it.
     tokio::spawn(
@@ -1004,13 +1004,15 @@ impl CallerLeg {
     fn report_end(&mut self) {
         let reason = std::mem::take(&mut self.end_reason);
         let show = self.endpoint.config().show_caller_numbers;
+        // `&str` fields, not `%` (Display): a string field is copied into the line as it is,
+        // a Display one goes through the formatter.
         info!(
             event = "ended",
-            from = %crate::logging::caller_display(self.info.from.uri.as_str(), show),
-            dialled = %self.facts.dialled,
+            from = crate::logging::caller_display(self.info.from.uri.as_str(), show).as_str(),
+            dialled = self.facts.dialled.as_str(),
             topic = self.topic.as_deref().unwrap_or("-"),
             agent = self.connected_agent.as_deref().unwrap_or("-"),
-            %reason,
+            reason = reason.as_str(),
             "call ended"
         );
         self.emit(CallEventKind::Ended { reason });
