@@ -244,7 +244,7 @@ where
 /// ports, agent legs that cannot be placed, records lost. Under exhaustion those fired for
 /// every call, 150,000 WARN lines in a 10 s benchmark run, and writing them took CPU from the
 /// calls that were still going. The first line of each period is logged, with how many were
-/// left out since the last one (`skipped`); the counters of `/metrics` keep the exact numbers.
+/// left out since the last one (`skipped`), so the log still tells how often it happened.
 pub struct Throttle {
     every_secs: u64,
     /// The second of the last line logged, plus one (0: none yet).

@@ -216,8 +216,8 @@ impl Detector {
                 // them shed most calls within tens of milliseconds; a stall that is over (the
                 // scheduler gave the cores to someone else for a moment) sheds next to nothing.
                 // Starting from none instead refused about half the calls of the following
-                // second (the climb back is 1 % per tick) after every short stall: 7,000–30,000
-                // refused calls per episode in the ACD benchmark at 11,000–14,000 calls/s.
+                // second after every trip, a short stall included (the climb back is 1 % per
+                // tick).
                 self.share = Self::adjusted(1.0, lag.as_secs_f64(), threshold);
                 self.flag.set(true, self.share);
                 Some(Transition::Entered { lag: self.lag() })
