@@ -204,7 +204,7 @@ quantiles() {
 
 # ---------------------------------------------------------------------------------------------
 printf 'zentrale ACD benchmark  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-printf 'machine: %s cores, load average %s; phases: %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$PHASES"
+printf '%s; phases: %s\n' "$(machine_line)" "$PHASES"
 printf 'call: caller %s -> target -> callee %s (callee hangs up)\n' \
     "${UAC_SCENARIO#"$ROOT"/}" "${UAS_SCENARIO#"$ROOT"/}"
 

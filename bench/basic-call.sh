@@ -47,7 +47,7 @@ CLK_TCK=$(getconf CLK_TCK)
 printf 'zentrale basic-call benchmark  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 printf 'engine %s  (pid %s, log level %s)  SIP 127.0.0.1:%s  %s s per run, %s runs per rate, pass >= %s %%\n' \
     "$BIN" "$ENGINE_PID" "$LOG_LEVEL" "$SIP_PORT" "$DURATION" "$REPEAT" "$THRESHOLD"
-printf 'machine: %s cores, load average %s\n\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%s\n\n' "$(machine_line)"
 printf '%7s %4s %9s %9s %8s %8s %9s %9s %8s %7s %8s %9s\n' \
     rate run attempted success failed 'ok %' 'achieved' 'eng CPU' 'us/call' 'sipp s' 'stall %' 'p99 setup'
 

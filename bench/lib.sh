@@ -163,6 +163,19 @@ cpu_pressure() {
     [[ -r /proc/pressure/cpu ]] && stall=$(awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) { sub(/total=/, "", $i); print $i } }' /proc/pressure/cpu)
     echo "$stall $(date +%s%6N)"
 }
+# "machine: N cores, load average A B C, CPU pressure P % (1 s, before the runs)": the line
+# every script prints before it measures. The pressure is measured over one quiet second here:
+# on a shared VM it is often well above 0 with nothing of ours running (neighbours), and then
+# figures from that hour read lower than another hour's.
+machine_line() {
+    local s0 w0 s1 w1 idle="-"
+    read -r s0 w0 < <(cpu_pressure)
+    sleep 1
+    read -r s1 w1 < <(cpu_pressure)
+    if [[ $s0 != -1 ]]; then idle=$(awk -v s=$((s1 - s0)) -v w=$((w1 - w0)) 'BEGIN { printf "%.0f", (w > 0 ? 100 * s / w : 0) }'); fi
+    printf 'machine: %s cores, load average %s, CPU pressure %s %% (1 s, before the runs)' \
+        "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$idle"
+}
 # "TOTAL SYSTEM": utime + stime, and stime alone (clock ticks), of a process and its direct
 # children together (Kamailio's workers are children of its main process; the engine has none).
 # (cat, not awk, opens the files: a process may vanish meanwhile, and mawk stops at a missing file.)
@@ -358,7 +371,7 @@ find_max_rate() {
 
     printf '\n%s: SIPp -> %s, user %s, %s s per run, %s runs per rate, pass >= %s %%  (%s)\n' \
         "$label" "$target" "$user" "$duration" "$repeat" "$threshold" "$(date -u +%H:%M:%SZ)"
-    printf 'machine: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '%s\n' "$(machine_line)"
     printf '%7s %4s %9s %9s %7s %8s %9s %8s %8s %6s %7s %6s %7s %9s %10s%s\n' \
         rate run attempted success failed 'ok %' achieved 'tgt CPU' 'us/call' 'sys %' 'sipp s' 'uas s' 'stall %' 'drops' "$rtd_label" "$uas_cols"
     for rate in $rates; do

@@ -76,7 +76,7 @@ stat_col() {
 printf 'zentrale menu-call benchmark  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 printf 'engine %s  (pid %s, log level %s)  SIP 127.0.0.1:%s  window %s s, ramp %s calls/s, echo %s\n' \
     "$BIN" "$ENGINE_PID" "$LOG_LEVEL" "$SIP_PORT" "$DURATION" "$RAMP" "$ECHO"
-printf 'machine: %s cores, load average %s\n\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%s\n\n' "$(machine_line)"
 printf '%6s %7s %8s %7s %9s %10s %8s %9s %10s %8s\n' \
     calls up success failed 'eng CPU' '%core/call' 'us/pkt' 'rtp sent' 'late>10ms' 'late %'
 
