@@ -121,8 +121,7 @@ fn write_timestamp(w: &mut impl fmt::Write, now: chrono::DateTime<chrono::Utc>) 
     put(8, 2, now.day());
     put(11, 2, now.hour());
     put(14, 2, now.minute());
-    // A leap second shows as :60, as chrono's own formatting does.
-    put(17, 2, now.second() + now.nanosecond() / 1_000_000_000);
+    put(17, 2, now.second());
     put(20, 6, now.nanosecond() % 1_000_000_000 / 1_000);
     // ASCII digits and separators only.
     w.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
