@@ -219,9 +219,9 @@ if phase kamailio; then
     # whose BYE is retransmitted for up to 32 s, which must not count against the engine.
     uas_start "$KAM_UAS_PORT" "$sweep_secs"
     kamailio_start "$KAM_PORT" "127.0.0.1:$KAM_UAS_PORT"
-    printf '\n== Kamailio: %s (pid %s, %s workers, allocator %s)  udp 127.0.0.1:%s -> SIPp UAS 127.0.0.1:%s\n' \
+    printf '\n== Kamailio: %s (pid %s, %s workers, allocator %s)  udp 127.0.0.1:%s -> SIPp UAS 127.0.0.1:%s\n   %s\n' \
         "$("$KAMAILIO" -v 2>/dev/null | head -1 | sed 's/^version: //')" "$KAM_PID" "$KAM_CHILDREN" \
-        "${KAM_MALLOC:-default}" "$KAM_PORT" "$KAM_UAS_PORT"
+        "${KAM_MALLOC:-default}" "$KAM_PORT" "$KAM_UAS_PORT" "$(kamailio_config_name)"
     find_max_rate "127.0.0.1:$KAM_PORT" kamailio "$DIAL" "$KAM_PID"
     kam_rate=$MAX_RATE kam_us=$MAX_RATE_US kam_sys=$MAX_RATE_SYS kam_stop=$MAX_RATE_STOP kam_ok=$MAX_RATE_OK kam_uas=$MAX_RATE_UAS_OK
     kamailio_stop

@@ -9,7 +9,8 @@
 # engine); see bench/README.md for the table.
 #
 # Knobs (environment): RATES, DURATION (s per run, default 10), REPEAT (runs per rate, default 2),
-# THRESHOLD (%, default 99.9), DIAL (Request-URI user, default 491), KAM_CHILDREN (2), KAM_SHM
+# THRESHOLD (%, default 99.9), DIAL (Request-URI user, default 491), KAM_ACC (1: the comparable
+# anchor with dialog + acc rows to SQLite, bench/kamailio/kamailio-acc.cfg), KAM_CHILDREN (2; 1 with KAM_ACC=1), KAM_SHM
 # (2048 MB), KAM_PKG (32 MB), KAM_MALLOC (tlsf; empty = package default), KAM_RCVBUF (4194304),
 # KAMAILIO (binary; installed with apt-get when missing), TOOLS=1 (afterwards the same sweep
 # SIPp -> SIPp UAS directly: the tools' own ceiling), KEEP=1 (keep the work directory).
@@ -37,7 +38,7 @@ steps=$(wc -w <<<"$RATES")
 uas_start "$UAS_PORT" "$((steps * REPEAT * (DURATION + 22) + 60))"
 kamailio_start "$KAM_PORT" "127.0.0.1:$UAS_PORT"
 
-printf 'Kamailio anchor  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+printf 'Kamailio anchor  %s  (%s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(kamailio_config_name)"
 printf '%s  (pid %s, %s workers, -m %s -M %s, allocator %s, rcvbuf %s)  udp 127.0.0.1:%s -> SIPp UAS 127.0.0.1:%s\n' \
     "$("$KAMAILIO" -v 2>/dev/null | head -1 | sed 's/^version: //')" "$KAM_PID" "$KAM_CHILDREN" \
     "$KAM_SHM" "$KAM_PKG" "${KAM_MALLOC:-default}" "$KAM_RCVBUF" "$KAM_PORT" "$UAS_PORT"

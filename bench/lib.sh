@@ -241,6 +241,12 @@ uas_settled_count() {
 # ---------------------------------------------------------------------------------------------
 # The Kamailio anchor (BENCHMARKING.md): transaction-stateful forwarding proxy, tuned.
 
+# KAM_ACC=1: the comparable anchor, bench/kamailio/kamailio-acc.cfg (dialog tracking and two acc
+# rows per call, INVITE and BYE, into SQLite on /dev/shm) instead of plain forwarding. One
+# worker by default: with two, SQLite's lock made Kamailio drop ~40 % of the rows ("database
+# is locked") already at 2,000 calls/s.
+KAM_ACC=${KAM_ACC:-0}
+if [[ $KAM_ACC == 1 ]]; then KAM_CHILDREN=${KAM_CHILDREN:-1}; fi
 KAM_CHILDREN=${KAM_CHILDREN:-2}     # UDP workers (-n): one per core
 KAM_SHM=${KAM_SHM:-2048}            # shared memory MB (-m): the default 64 fails half the calls at 1,000/s
 KAM_PKG=${KAM_PKG:-32}              # private memory MB per process (-M)
@@ -252,28 +258,47 @@ KAM_RCVBUF=${KAM_RCVBUF:-4194304}   # UDP receive buffer ceiling (-b), bytes
 # cannot.
 kamailio_require() {
     KAMAILIO=${KAMAILIO:-$(command -v kamailio || echo /usr/sbin/kamailio)}
-    [[ -x $KAMAILIO ]] && return 0
-    echo "kamailio not found: installing the Debian package kamailio" >&2
+    [[ -x $KAMAILIO ]] || kamailio_install kamailio
+    KAMAILIO=$(command -v kamailio || echo /usr/sbin/kamailio)
+    [[ -x $KAMAILIO ]] || { echo "kamailio still not found after installing the package" >&2; exit 1; }
+    if [[ $KAM_ACC == 1 ]]; then
+        compgen -G "/usr/lib/*/kamailio/modules/db_sqlite.so" >/dev/null || kamailio_install kamailio-sqlite-modules
+        [[ -r /usr/share/kamailio/db_sqlite/acc-create.sql ]] ||
+            { echo "KAM_ACC=1: no /usr/share/kamailio/db_sqlite/acc-create.sql (package kamailio-sqlite-modules)" >&2; exit 1; }
+        command -v python3 >/dev/null || { echo "KAM_ACC=1 needs python3 (to create the acc database)" >&2; exit 1; }
+    fi
+}
+
+# Which anchor runs, for the headings.
+kamailio_config_name() {
+    if [[ $KAM_ACC == 1 ]]; then
+        echo "bench/kamailio/kamailio-acc.cfg: dialog + acc rows to SQLite (KAM_ACC=1)"
+    else
+        echo "bench/kamailio/kamailio.cfg: plain forwarding"
+    fi
+}
+
+# kamailio_install PACKAGE: apt-get install, as root or through sudo; exits with a hint if it cannot.
+kamailio_install() {
+    echo "$1 not found: installing the Debian package $1" >&2
     local as_root=()
     if [[ $(id -u) -ne 0 ]]; then
         if command -v sudo >/dev/null 2>&1; then
             as_root=(sudo)
         else
-            echo "cannot install kamailio: not root and no sudo; run 'apt-get install kamailio' as root" >&2
+            echo "cannot install $1: not root and no sudo; run 'apt-get install $1' as root" >&2
             exit 1
         fi
     fi
     if ! { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update &&
-        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kamailio; } >&2; then
-        echo "cannot install kamailio with apt-get; install the Debian package kamailio by hand or set KAMAILIO=/path/to/kamailio" >&2
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$1"; } >&2; then
+        echo "cannot install $1 with apt-get; install the Debian package $1 by hand (or set KAMAILIO=/path/to/kamailio)" >&2
         exit 1
     fi
-    KAMAILIO=$(command -v kamailio || echo /usr/sbin/kamailio)
-    [[ -x $KAMAILIO ]] || { echo "kamailio still not found after installing the package" >&2; exit 1; }
 }
 
 # kamailio_start PORT UAS: starts Kamailio in the foreground (as the current user) with
-# bench/kamailio/kamailio.cfg on udp 127.0.0.1:PORT, forwarding every call to UAS
+# bench/kamailio/kamailio.cfg (kamailio-acc.cfg with KAM_ACC=1, see above) on udp 127.0.0.1:PORT, forwarding every call to UAS
 # (host:port, e.g. 127.0.0.1:20002), tuned by KAM_CHILDREN/KAM_SHM/KAM_PKG/KAM_MALLOC/KAM_RCVBUF.
 # Waits until it answers OPTIONS. Sets KAM_PID (the main process; the workers are its children);
 # log in $WORK/kamailio.log. kamailio_stop (also run by the cleanup trap) stops it.
@@ -287,7 +312,25 @@ kamailio_start() {
         KAM_MALLOC=""
     fi
     [[ -n $KAM_MALLOC ]] && tune+=(-x "$KAM_MALLOC")
-    "$KAMAILIO" -f "$ROOT/bench/kamailio/kamailio.cfg" -DD -E -T -S \
+    local cfg=$ROOT/bench/kamailio/kamailio.cfg
+    if [[ $KAM_ACC == 1 ]]; then
+        # On tmpfs: Kamailio commits every row on its own, and SQLite's default in WAL mode
+        # syncs each commit (the engine batches its rows and syncs at checkpoints only).
+        cfg=$ROOT/bench/kamailio/kamailio-acc.cfg
+        KAM_ACC_DB=/dev/shm/zentrale-bench-acc-$$.db
+        rm -f "$KAM_ACC_DB" "$KAM_ACC_DB-wal" "$KAM_ACC_DB-shm"
+        python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for part in ("standard", "acc"):
+    with open(f"/usr/share/kamailio/db_sqlite/{part}-create.sql") as sql:
+        db.executescript(sql.read())
+db.execute("PRAGMA journal_mode=WAL")
+db.commit()
+' "$KAM_ACC_DB" || { echo "could not create the acc database $KAM_ACC_DB" >&2; exit 1; }
+        tune+=(-A "ACC_DB_URL=\"sqlite:///$KAM_ACC_DB\"")
+    fi
+    "$KAMAILIO" -f "$cfg" -DD -E -T -S \
         -l "udp:127.0.0.1:$port" -A "UAS_URI=\"sip:$uas\"" "${tune[@]}" \
         -Y "$WORK/kamailio-run" -P "$WORK/kamailio.pid" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
     KAM_PID=$!
@@ -321,6 +364,17 @@ kamailio_stop() {
         [[ $(cat "/proc/$k/comm" 2>/dev/null) == kamailio ]] && kill -KILL "$k" 2>/dev/null || true
     done
     KAM_PID=""
+    if [[ -n ${KAM_ACC_DB:-} ]]; then
+        # What Kamailio recorded, to compare with the calls SIPp completed (it writes nothing
+        # for a call whose INVITE or BYE failed).
+        python3 -c '
+import sqlite3, sys
+rows = dict(sqlite3.connect(sys.argv[1]).execute("SELECT method, count(*) FROM acc GROUP BY method"))
+print("kamailio acc rows: INVITE %d, BYE %d" % (rows.get("INVITE", 0), rows.get("BYE", 0)))
+' "$KAM_ACC_DB" >&2 || true
+        rm -f "$KAM_ACC_DB" "$KAM_ACC_DB-wal" "$KAM_ACC_DB-shm"
+        KAM_ACC_DB=""
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
