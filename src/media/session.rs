@@ -640,43 +640,45 @@ async fn relay(
     }
 }
 
-/// Receives one datagram into `buffer`, which then holds exactly it. Only the buffer's capacity
-/// is used ([`RELAY_BUFFER`]; a longer datagram is cut to it): a buffer made by capacity is
-/// neither zeroed nor touched before a packet comes (most of a queued call's life, none at all
-/// in a call without media).
+/// Polls `socket` for one datagram and takes it with `take` (a `try_recv*` call).
 ///
 /// A poll function, not a future: `select!` makes and drops its futures on every round (every
 /// 20 ms frame), and tokio's `recv_from` future joins the socket's list of waiters under a lock
 /// when polled and leaves it under the lock again when dropped. `poll_recv_ready` keeps the one
 /// waker of the socket's read direction instead (one task reads each of these sockets).
+fn poll_datagram<T>(
+    socket: &UdpSocket,
+    cx: &mut Context<'_>,
+    mut take: impl FnMut(&UdpSocket) -> std::io::Result<T>,
+) -> Poll<std::io::Result<T>> {
+    loop {
+        std::task::ready!(socket.poll_recv_ready(cx))?;
+        match take(socket) {
+            // Readiness was stale (try_recv cleared it): poll again, which registers the waker.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            taken => return Poll::Ready(taken),
+        }
+    }
+}
+
+/// One datagram into `buffer`, which then holds exactly it. Only the buffer's capacity is used
+/// ([`RELAY_BUFFER`]; a longer datagram is cut to it): a buffer made by capacity is neither
+/// zeroed nor touched before a packet comes (most of a queued call's life, none at all in a
+/// call without media).
 fn poll_receive_into(
     socket: &UdpSocket,
     buffer: &mut Vec<u8>,
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<(usize, SocketAddr)>> {
-    loop {
-        std::task::ready!(socket.poll_recv_ready(cx))?;
+    poll_datagram(socket, cx, |socket| {
         buffer.clear();
-        match socket.try_recv_buf_from(buffer) {
-            // Readiness was stale (try_recv cleared it): poll again, which registers the waker.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            received => return Poll::Ready(received),
-        }
-    }
+        socket.try_recv_buf_from(buffer)
+    })
 }
 
-/// RTCP is accepted and ignored: one datagram read into `sink` and dropped, polled as
-/// [`poll_receive_into`] is.
+/// RTCP is accepted and ignored: one datagram read into `sink` and dropped.
 fn poll_discard(socket: &UdpSocket, sink: &mut [u8], cx: &mut Context<'_>) -> Poll<()> {
-    loop {
-        if std::task::ready!(socket.poll_recv_ready(cx)).is_err() {
-            return Poll::Ready(());
-        }
-        match socket.try_recv_from(sink) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            _ => return Poll::Ready(()),
-        }
-    }
+    poll_datagram(socket, cx, |socket| socket.try_recv_from(sink)).map(|_| ())
 }
 
 /// The relay's output buffer, [`RELAY_BUFFER`] zeroed bytes from the first packet forwarded on.
