@@ -356,7 +356,18 @@ fn fit_open_file_limit(settings: &Settings, rtp: &RtpPortPool) {
     } else {
         info!(limit, "open-file limit");
     }
-    rtp.limit_warm(usize::try_from(limit.saturating_sub(OTHER_FILES) / 2).unwrap_or(usize::MAX));
+    rtp.limit_pairs(usize::try_from(limit.saturating_sub(OTHER_FILES) / 2).unwrap_or(usize::MAX));
+    // Each call keeps a second pair for its agent leg (see `media::rtp_ports`).
+    let calls = rtp.in_use().1 / 2;
+    if settings.sip.max_calls > calls {
+        warn!(
+            max_calls = settings.sip.max_calls,
+            calls,
+            "the RTP ports (and open-file limit) allow fewer calls than sip.max_calls: calls \
+             beyond them get 503 (no media port); widen media.rtp_port_min..rtp_port_max or \
+             lower sip.max_calls"
+        );
+    }
 }
 
 /// Raises this process's soft open-file limit to its hard limit (as Go's runtime does): each

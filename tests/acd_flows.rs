@@ -363,6 +363,58 @@ fn agent_hangup_ends_the_callers_call_and_the_agent_wraps_up() {
     engine.assert_no_panic();
 }
 
+/// Out of RTP ports, the engine keeps a pair for every admitted caller's agent leg: with four
+/// pairs, two callers are answered, the third gets `503 (no media port)` at once, and the
+/// first still reaches its agent. (Before, callers took every pair; no agent leg could be
+/// placed and the hotline connected nobody until callers gave up.)
+#[test]
+fn out_of_rtp_ports_new_callers_get_503_and_waiting_callers_still_reach_their_agent() {
+    let (min, _) = common::ports::rtp_range();
+    let max = (min + 7).to_string();
+    let min = min.to_string();
+    let h = hotline_with(
+        &[("a1", "buergerservice = 5")],
+        &[],
+        &[
+            ("ZENTRALE_MEDIA__RTP_PORT_MIN", min.as_str()),
+            ("ZENTRALE_MEDIA__RTP_PORT_MAX", max.as_str()),
+        ],
+    );
+    let (engine, phone) = (&h.engine, &h.phones[0]);
+
+    let mut first = Caller::dial(engine);
+    let second = Caller::dial(engine);
+    let client = common::sip::SipClient::new(engine.sip_addr());
+    let mut third = common::sip::CallLeg::new(&client, "490");
+    client.send(third.invite());
+    let refusal = client.expect_final(5 * SECOND, "the third caller's INVITE");
+    assert_eq!(
+        (refusal.status(), refusal.start_line()),
+        (Some(503), "SIP/2.0 503 Service Unavailable (no media port)"),
+        "four RTP pairs: two callers and their agents' legs"
+    );
+    assert!(refusal.header("retry-after").is_some(), "{refusal:?}");
+    third.take_answer(&refusal);
+    client.send(third.ack_non_2xx());
+    assert!(
+        engine.log().contains("no RTP port for a new call"),
+        "the log says why: {}",
+        engine.log_tail(10)
+    );
+
+    login(engine, "a1");
+    first.choose(engine, '1', "buergerservice");
+    let invite = phone.expect_invite(5 * SECOND);
+    phone.answer(&invite, 40_002);
+    wait_call_event(engine, &first.call_id(), "connected", 2 * SECOND, |e| {
+        e.field("agent").as_deref() == Some("a1")
+    });
+    first.hang_up();
+    phone.expect_request("BYE", &call_id(&invite), 3 * SECOND);
+    drop(second);
+    engine.assert_no_panic();
+}
+
 /// A phone that answers and hangs up at once: its BYE may reach the engine before the ACD has
 /// confirmed the answer. Either way the caller's call ends with a BYE at once (before the fix,
 /// the caller stayed connected to nobody until the RTP timeout, its agent counted as busy).

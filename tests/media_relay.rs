@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use zentrale::media::g711;
 use zentrale::media::prompts::Law;
-use zentrale::media::rtp_ports::RtpPortPool;
+use zentrale::media::rtp_ports::{Leg, RtpPortPool};
 use zentrale::media::session::{
     self, Bridge, MediaCommand, MediaConfig, MediaEvent, MediaHandle, MediaStats,
 };
@@ -118,7 +118,7 @@ impl Call {
     ) -> Call {
         let ip = "127.0.0.1".parse().expect("ip");
         let pool = RtpPortPool::new(ip, ports.0, ports.1);
-        let port = pool.allocate().expect("caller port");
+        let port = pool.allocate(Leg::Caller).expect("caller port");
         let engine_caller = SocketAddr::new(ip, port.port);
         let stats = Arc::new(MediaStats::default());
         let (media, events) = session::spawn(
@@ -153,7 +153,7 @@ impl Call {
         let prompt = recv(&caller, WAIT).await.expect("prompt frames");
         assert_eq!(prompt.pt, caller_law.payload_type());
 
-        let agent_port = pool.allocate().expect("agent port");
+        let agent_port = pool.allocate(Leg::Agent).expect("agent port");
         let engine_agent = SocketAddr::new(ip, agent_port.port);
         media.command(MediaCommand::Bridge(Bridge {
             port: agent_port,

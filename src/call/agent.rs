@@ -17,7 +17,7 @@ use super::dialog::Dialog;
 use crate::acd::LegFailure;
 use crate::acd::service::AcdCommand;
 use crate::logging::Throttle;
-use crate::media::rtp_ports::RtpPort;
+use crate::media::rtp_ports::{Leg, RtpPort};
 use crate::media::sdp::{self, Offer};
 use crate::sip::message::{
     HeaderName, Headers, Method, Request, Response, write_host, write_request,
@@ -367,7 +367,7 @@ impl CallerLeg {
             });
             return;
         };
-        let rtp = match self.endpoint.rtp_pool().allocate() {
+        let rtp = match self.endpoint.rtp_pool().allocate(Leg::Agent) {
             Ok(rtp) => rtp,
             // Our shortage, not the agent's: the ACD holds this caller back for a moment
             // instead of offering it to every other agent at once.

@@ -25,7 +25,7 @@ use crate::acd::CallId;
 use crate::acd::service::AcdNotice;
 use crate::events::{CallEvent, CallEventKind};
 use crate::logging::Throttle;
-use crate::media::rtp_ports::RtpPort;
+use crate::media::rtp_ports::{Leg, RtpPort};
 use crate::media::sdp::{self, Offer, SdpError};
 use crate::media::session::{DtmfSource, MediaCommand, MediaEvent, MediaHandle};
 use crate::rules::active::ActiveRules;
@@ -382,7 +382,7 @@ impl CallerLeg {
                 &[(HeaderName::MinSe, min_se.to_string())],
             );
         }
-        match self.endpoint.rtp_pool().allocate() {
+        match self.endpoint.rtp_pool().allocate(Leg::Caller) {
             Ok(port) => {
                 self.rtp_port = port.port;
                 self.rtp = Some(port);

@@ -13,6 +13,19 @@
 //! resting at any time; with the cap, most calls bound fresh sockets (measured on 2 cores at
 //! 6,000 calls/s: 0.72 `socket`+`bind`+`close` and 1.43 `epoll_ctl` per call, none with the
 //! pairs kept; engine CPU per call at 7,000–8,000/s 89–92 → 73–80 µs, see `bench/README.md`).
+//!
+//! # A pair kept for every caller's agent
+//!
+//! A queue-routed call holds two pairs: the caller's, and later its agent leg's. The pool
+//! admits a new caller only while every caller it holds, the new one included, could still
+//! get the pair for its agent leg ([`Leg::Caller`]); the agent legs use that reserve
+//! ([`Leg::Agent`]). Without it, callers that arrive faster than agents answer took every
+//! pair (or every descriptor the open-file limit allows), no agent leg could be placed, and the
+//! hotline connected nobody until callers gave up — while new callers took each pair that came
+//! free (seen on 2 cores at 22,000 calls/s offered: 9,988 callers waiting for 60 s, none
+//! connected). Now the caller that would eat into the reserve gets `503` at once, and the ones
+//! waiting reach their agents. Ring-all may place more than one agent leg per caller: those
+//! take what is free and fail (the ACD tries again shortly) when nothing is.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -39,6 +52,21 @@ struct Free {
     warm: VecDeque<Warm>,
     /// Most returned pairs kept bound (two file descriptors each); the rest are closed.
     max_warm: usize,
+    /// Most pairs handed out at once: the range's, or fewer if the open-file limit says so.
+    capacity: usize,
+    /// Pairs handed out now (callers' and agent legs').
+    held: usize,
+    /// Of those, callers' pairs: each keeps one more of `capacity` for its agent leg.
+    callers: usize,
+}
+
+/// What a pair is for, which decides whether it may be taken (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// A new call: taken only if a pair stays for its agent leg (and for every other caller's).
+    Caller,
+    /// An agent leg (or any other second pair of a call in progress): uses what is free.
+    Agent,
 }
 
 pub struct RtpPortPool {
@@ -53,6 +81,7 @@ pub struct RtpPort {
     /// RTCP from the caller arrives here; we accept it (so no ICMP errors go back) and ignore it.
     pub rtcp: Arc<UdpSocket>,
     pub port: u16,
+    leg: Leg,
     pool: Arc<RtpPortPool>,
 }
 
@@ -61,7 +90,8 @@ impl Drop for RtpPort {
         // Only a pair nobody else holds can be handed out again.
         let sole = Arc::strong_count(&self.socket) == 1 && Arc::strong_count(&self.rtcp) == 1;
         let sockets = sole.then(|| (self.socket.clone(), self.rtcp.clone()));
-        self.pool.release(self.port, sockets, Instant::now());
+        self.pool
+            .release(self.port, self.leg, sockets, Instant::now());
     }
 }
 
@@ -79,17 +109,31 @@ impl RtpPortPool {
             ip,
             free: Mutex::new(Free {
                 max_warm: cold.len(),
+                capacity: cold.len(),
                 cold,
                 warm: VecDeque::new(),
+                held: 0,
+                callers: 0,
             }),
         })
     }
 
-    /// Keeps at most `pairs` returned pairs bound (e.g. what the open-file limit allows).
-    pub fn limit_warm(&self, pairs: usize) {
+    /// At most `pairs` pairs bound at once, handed out or kept warm (what the open-file limit
+    /// allows, two descriptors each); never more than the range has.
+    pub fn limit_pairs(&self, pairs: usize) {
         if let Ok(mut free) = self.free.lock() {
+            let range = free.cold.len() + free.warm.len() + free.held;
             free.max_warm = pairs;
+            free.capacity = pairs.min(range);
         }
+    }
+
+    /// Pairs handed out now, and the most there can be.
+    pub fn in_use(&self) -> (usize, usize) {
+        self.free
+            .lock()
+            .map(|f| (f.held, f.capacity))
+            .unwrap_or((0, 0))
     }
 
     pub fn ip(&self) -> IpAddr {
@@ -103,10 +147,17 @@ impl RtpPortPool {
             .unwrap_or(0)
     }
 
-    fn release(&self, port: u16, sockets: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>, now: Instant) {
+    fn release(
+        &self,
+        port: u16,
+        leg: Leg,
+        sockets: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
+        now: Instant,
+    ) {
         let Ok(mut free) = self.free.lock() else {
             return;
         };
+        free.unclaim(leg);
         match sockets {
             Some((socket, rtcp)) if free.warm.len() < free.max_warm => free.warm.push_back(Warm {
                 socket,
@@ -134,24 +185,40 @@ impl RtpPortPool {
     }
 
     /// A warm pair handed out again, emptied of what arrived meanwhile.
-    fn reuse(self: &Arc<Self>, warm: Warm) -> RtpPort {
+    fn reuse(self: &Arc<Self>, warm: Warm, leg: Leg) -> RtpPort {
         drain(&warm.socket);
         drain(&warm.rtcp);
         RtpPort {
             socket: warm.socket,
             rtcp: warm.rtcp,
             port: warm.port,
+            leg,
             pool: self.clone(),
         }
     }
 
-    /// A bound pair: a rested warm one, else the next free port bound now, else a warm pair
-    /// that has not rested (rather than refusing a call). Ports another program holds are
-    /// skipped (and retried later), at most [`MAX_SKIPS`] per call. `Err` when none can be had:
-    /// every port taken, or the system refuses sockets (see [`NoPort`]).
-    pub fn allocate(self: &Arc<Self>) -> Result<RtpPort, NoPort> {
+    /// A bound pair for `leg`: a rested warm one, else the next free port bound now, else a
+    /// warm pair that has not rested (rather than refusing a call). Ports another program
+    /// holds are skipped (and retried later), at most [`MAX_SKIPS`] per call. `Err` when none
+    /// can be had: a caller would use an agent leg's reserve, every port is taken, or the
+    /// system refuses sockets (see [`NoPort`]).
+    pub fn allocate(self: &Arc<Self>, leg: Leg) -> Result<RtpPort, NoPort> {
+        {
+            let mut free = self.free.lock().map_err(|_| NoPort::Exhausted)?;
+            free.claim(leg)?;
+        }
+        let port = self.bind_or_reuse(leg);
+        if port.is_err()
+            && let Ok(mut free) = self.free.lock()
+        {
+            free.unclaim(leg);
+        }
+        port
+    }
+
+    fn bind_or_reuse(self: &Arc<Self>, leg: Leg) -> Result<RtpPort, NoPort> {
         if let Some(warm) = self.take_warm(Instant::now(), false) {
-            return Ok(self.reuse(warm));
+            return Ok(self.reuse(warm, leg));
         }
         let mut refused = None;
         for _ in 0..MAX_SKIPS {
@@ -171,6 +238,7 @@ impl RtpPortPool {
                         socket: Arc::new(socket),
                         rtcp: Arc::new(rtcp),
                         port,
+                        leg,
                         pool: self.clone(),
                     });
                 }
@@ -192,12 +260,40 @@ impl RtpPortPool {
             }
         }
         if let Some(warm) = self.take_warm(Instant::now(), true) {
-            return Ok(self.reuse(warm));
+            return Ok(self.reuse(warm, leg));
         }
         Err(match refused {
             Some(e) => NoPort::Refused(e),
             None => NoPort::Exhausted,
         })
+    }
+}
+
+impl Free {
+    /// Counts a pair for `leg` as handed out, if the rule in the module docs allows it.
+    fn claim(&mut self, leg: Leg) -> Result<(), NoPort> {
+        let fits = match leg {
+            Leg::Caller => self.held < self.capacity && 2 * (self.callers + 1) <= self.capacity,
+            Leg::Agent => self.held < self.capacity,
+        };
+        if !fits {
+            return Err(NoPort::Full {
+                pairs: self.capacity,
+                callers: self.callers,
+            });
+        }
+        self.held += 1;
+        if leg == Leg::Caller {
+            self.callers += 1;
+        }
+        Ok(())
+    }
+
+    fn unclaim(&mut self, leg: Leg) {
+        self.held = self.held.saturating_sub(1);
+        if leg == Leg::Caller {
+            self.callers = self.callers.saturating_sub(1);
+        }
     }
 }
 
@@ -208,6 +304,12 @@ pub const MAX_SKIPS: usize = 32;
 /// Why no RTP port could be had; its `Display` says what the operator can do.
 #[derive(Debug, thiserror::Error)]
 pub enum NoPort {
+    #[error(
+        "no RTP port for a new call: {callers} calls hold the {pairs} pairs the RTP port range \
+         and the open-file limit allow, with one kept for each call's agent leg (widen \
+         media.rtp_port_min..rtp_port_max, raise the open-file limit, or lower sip.max_calls)"
+    )]
+    Full { pairs: usize, callers: usize },
     #[error(
         "no free RTP port: every port of media.rtp_port_min..rtp_port_max is in use or held by \
          another program (widen the range)"
@@ -232,12 +334,89 @@ mod tests {
         let busy = blocker.local_addr().expect("addr").port();
         let base = busy - busy % 2;
         let pool = RtpPortPool::new(ip, base, base + 3);
-        let first = pool.allocate().expect("a port");
+        let first = pool.allocate(Leg::Agent).expect("a port");
         assert_eq!(first.port % 2, 0);
         assert_ne!(first.port, busy);
         let before = pool.available();
         drop(first);
         assert_eq!(pool.available(), before + 1);
+    }
+
+    /// A range of `pairs` pairs on loopback whose ports are free right now.
+    fn free_range(pairs: u16) -> (u16, u16) {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let len = 2 * pairs;
+        (0..100u16)
+            .find_map(|i| {
+                let base = 44_000 + i * 64;
+                let all_free = (base..base + len)
+                    .map(|p| std::net::UdpSocket::bind((ip, p)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .is_ok();
+                all_free.then_some((base, base + len - 1))
+            })
+            .expect("no range of free loopback UDP ports between 44000 and 50400")
+    }
+
+    fn full(result: Result<RtpPort, NoPort>) -> (usize, usize) {
+        match result {
+            Err(NoPort::Full { pairs, callers }) => (pairs, callers),
+            other => panic!("expected Full, got {:?}", other.map(|p| p.port)),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_caller_keeps_a_pair_for_its_agent_leg() {
+        let (min, max) = free_range(4);
+        let pool = RtpPortPool::new("127.0.0.1".parse().expect("ip"), min, max);
+        let first = pool.allocate(Leg::Caller).expect("first caller");
+        let second = pool.allocate(Leg::Caller).expect("second caller");
+        // Four pairs, two callers: the other two are their agent legs'.
+        assert_eq!(full(pool.allocate(Leg::Caller)), (4, 2));
+        let first_agent = pool.allocate(Leg::Agent).expect("first caller's agent leg");
+        let second_agent = pool
+            .allocate(Leg::Agent)
+            .expect("second caller's agent leg");
+        assert_eq!(pool.in_use(), (4, 4));
+        assert_eq!(full(pool.allocate(Leg::Agent)), (4, 2));
+        // A call that ends gives both its pairs back: room for one new caller and its agent.
+        drop(first_agent);
+        drop(first);
+        assert_eq!(pool.in_use(), (2, 4));
+        let third = pool
+            .allocate(Leg::Caller)
+            .expect("a caller once a call ended");
+        assert_eq!(full(pool.allocate(Leg::Caller)), (4, 2));
+        drop((second, second_agent, third));
+        assert_eq!(pool.in_use(), (0, 4));
+    }
+
+    #[tokio::test]
+    async fn the_open_file_limit_lowers_how_many_pairs_are_handed_out() {
+        let (min, max) = free_range(6);
+        let pool = RtpPortPool::new("127.0.0.1".parse().expect("ip"), min, max);
+        pool.limit_pairs(2);
+        let caller = pool.allocate(Leg::Caller).expect("one caller");
+        assert_eq!(full(pool.allocate(Leg::Caller)), (2, 1));
+        let agent = pool.allocate(Leg::Agent).expect("its agent leg");
+        assert_eq!(full(pool.allocate(Leg::Agent)), (2, 1));
+        drop((caller, agent));
+        // A limit above the range's size leaves the range's size.
+        pool.limit_pairs(100);
+        assert_eq!(pool.in_use(), (0, 6));
+    }
+
+    #[tokio::test]
+    async fn a_failed_allocation_gives_its_claim_back() {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let (min, _) = free_range(1);
+        // The range's one pair is held by another program: every allocation fails.
+        let _blocker = std::net::UdpSocket::bind((ip, min)).expect("bind");
+        let pool = RtpPortPool::new(ip, min, min + 1);
+        for _ in 0..3 {
+            assert!(matches!(pool.allocate(Leg::Agent), Err(NoPort::Exhausted)));
+        }
+        assert_eq!(pool.in_use(), (0, 1));
     }
 
     #[tokio::test]
@@ -257,7 +436,7 @@ mod tests {
             .expect("no range of free loopback UDP ports between 40000 and 52800");
         let pool = RtpPortPool::new(ip, base, base + len - 1);
         let ports = pool.available();
-        match pool.allocate() {
+        match pool.allocate(Leg::Agent) {
             Err(NoPort::Exhausted) => {}
             other => panic!("expected Exhausted, got {:?}", other.map(|p| p.port)),
         }
@@ -272,7 +451,7 @@ mod tests {
         let base = probe.local_addr().expect("addr").port() & !1;
         drop(probe);
         let pool = RtpPortPool::new(ip, base.saturating_sub(40), base.saturating_sub(21));
-        let first = pool.allocate().expect("a port");
+        let first = pool.allocate(Leg::Agent).expect("a port");
         let first_port = first.port;
         let local = first.socket.local_addr().expect("addr");
         drop(first);
@@ -283,7 +462,9 @@ mod tests {
         // resting pair is handed out rather than refusing a call, without what was sent to it.
         let mut held = Vec::new();
         let again = loop {
-            let port = pool.allocate().expect("a port or the resting pair");
+            let port = pool
+                .allocate(Leg::Agent)
+                .expect("a port or the resting pair");
             if port.port == first_port {
                 break port;
             }

@@ -751,7 +751,7 @@ mod tests {
         );
         assert_eq!(gaps.packet(9, 20_002), 1);
     }
-    use crate::media::rtp_ports::RtpPortPool;
+    use crate::media::rtp_ports::{Leg, RtpPortPool};
 
     /// PCMU with telephone-event 101, keys by RFC 4733 only, a 30 s RTP timeout.
     fn config(remote: Option<SocketAddr>, held: bool) -> MediaConfig {
@@ -814,7 +814,7 @@ mod tests {
     #[tokio::test]
     async fn a_caller_who_offered_inactive_media_gets_none_until_resumed() {
         let pool = RtpPortPool::new("127.0.0.1".parse().expect("ip"), 41200, 41300);
-        let port = pool.allocate().expect("port");
+        let port = pool.allocate(Leg::Agent).expect("port");
         let caller = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -854,7 +854,7 @@ mod tests {
     #[tokio::test]
     async fn keys_sent_as_telephone_events_come_out_once() {
         let pool = RtpPortPool::new("127.0.0.1".parse().expect("ip"), 41000, 41100);
-        let port = pool.allocate().expect("port");
+        let port = pool.allocate(Leg::Agent).expect("port");
         let engine_port = port.port;
         let stats = Arc::new(MediaStats::default());
         let (_media, mut events) = spawn(port, config(None, false), stats.clone());
