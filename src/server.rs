@@ -356,7 +356,7 @@ fn fit_open_file_limit(settings: &Settings, rtp: &RtpPortPool) {
     } else {
         info!(limit, "open-file limit");
     }
-    rtp.limit_pairs(usize::try_from(limit.saturating_sub(OTHER_FILES) / 2).unwrap_or(usize::MAX));
+    rtp.limit_pairs(rtp_pairs_for(limit));
     // Each call keeps a second pair for its agent leg (see `media::rtp_ports`).
     let calls = rtp.in_use().1 / 2;
     if settings.sip.max_calls > calls {
@@ -368,6 +368,13 @@ fn fit_open_file_limit(settings: &Settings, rtp: &RtpPortPool) {
              lower sip.max_calls"
         );
     }
+}
+
+/// RTP pairs (two descriptors each) an open-file limit allows, after [`OTHER_FILES`] — or half
+/// the limit, if it is so low that those would take everything.
+fn rtp_pairs_for(limit: u64) -> usize {
+    let for_rtp = limit.saturating_sub(OTHER_FILES.min(limit / 2));
+    usize::try_from(for_rtp / 2).unwrap_or(usize::MAX)
 }
 
 /// Raises this process's soft open-file limit to its hard limit (as Go's runtime does): each
@@ -394,4 +401,19 @@ fn raise_open_file_limit() -> Option<u64> {
         }
     }
     Some(limit.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rtp_pairs_for;
+
+    #[test]
+    fn rtp_pairs_leave_descriptors_for_the_rest_but_never_all_of_them() {
+        // 65,536 (the systemd unit) and 20,000: 1,024 kept, two per pair.
+        assert_eq!(rtp_pairs_for(65_536), 32_256);
+        assert_eq!(rtp_pairs_for(20_000), 9_488);
+        // A shell's 1,024 would leave nothing after 1,024: half of it is kept instead.
+        assert_eq!(rtp_pairs_for(1_024), 256);
+        assert_eq!(rtp_pairs_for(0), 0);
+    }
 }
