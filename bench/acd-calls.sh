@@ -24,8 +24,11 @@
 # LAT_HOLD_MS (50), LOG_LEVEL (engine, info = shipped default), PHASES (default
 # "kamailio latency engine"; any subset), ZENTRALE_BIN (skip the build), the KAM_* of
 # kamailio-forward.sh, UAC_SCENARIO (the callers' SIPp scenario, for both targets; default
-# bench/sipp/uac_wait_bye.xml), KEEP=1 (keep the work directory: engine log, rules, SIPp CSVs,
-# /metrics scrapes, queue samples).
+# bench/sipp/uac_wait_bye.xml), CALLER_DIRECTION (e.g. `inactive`: the callers' SDP offer gets
+# `a=CALLER_DIRECTION`; with `inactive` the engine sends them no RTP, so no media flows in
+# either phase; unset, the engine sends each caller silence every 20 ms until an agent
+# answers), KEEP=1 (keep the work directory: engine log, rules, SIPp CSVs, /metrics scrapes,
+# queue samples).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,6 +54,19 @@ phase kamailio && kamailio_require
 
 # The SIPp load of every phase (find_max_rate and uas_start read these).
 export UAC_SCENARIO=${UAC_SCENARIO:-$ROOT/bench/sipp/uac_wait_bye.xml}
+if [[ -n ${CALLER_DIRECTION:-} ]]; then
+    [[ $CALLER_DIRECTION =~ ^(sendrecv|sendonly|recvonly|inactive)$ ]] || {
+        echo "CALLER_DIRECTION must be sendrecv, sendonly, recvonly or inactive" >&2
+        exit 1
+    }
+    # The offer's last line is its last rtpmap: the direction goes after it.
+    sed "s#^\( *\)\(a=rtpmap:8 PCMA/8000\)\$#\1\2\n\1a=$CALLER_DIRECTION#" "$UAC_SCENARIO" >"$WORK/uac.xml"
+    grep -q "a=$CALLER_DIRECTION" "$WORK/uac.xml" || {
+        echo "CALLER_DIRECTION: no 'a=rtpmap:8 PCMA/8000' line in $UAC_SCENARIO to add it after" >&2
+        exit 1
+    }
+    UAC_SCENARIO=$WORK/uac.xml
+fi
 export UAS_SCENARIO=$ROOT/bench/sipp/uas_answer_bye.xml
 export RTD_LABEL="p99 to BYE"
 export UAS_CHECK=1
@@ -205,8 +221,8 @@ quantiles() {
 # ---------------------------------------------------------------------------------------------
 printf 'zentrale ACD benchmark  %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 printf '%s; phases: %s\n' "$(machine_line)" "$PHASES"
-printf 'call: caller %s -> target -> callee %s (callee hangs up)\n' \
-    "${UAC_SCENARIO#"$ROOT"/}" "${UAS_SCENARIO#"$ROOT"/}"
+printf 'call: caller %s%s -> target -> callee %s (callee hangs up)\n' \
+    "${UAC_SCENARIO#"$ROOT"/}" "${CALLER_DIRECTION:+ (offer a=$CALLER_DIRECTION)}" "${UAS_SCENARIO#"$ROOT"/}"
 
 # A sweep's UAS is bounded by the longest the sweep can take (each run <= DURATION + 20 s, plus
 # the UAS settling up to ~16 s), plus a margin.
