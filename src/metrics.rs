@@ -560,6 +560,9 @@ impl Metrics {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineSnapshot {
     pub calls_active: u64,
+    /// RTP port pairs handed out, and the most there can be (range and open-file limit).
+    pub rtp_pairs_in_use: u64,
+    pub rtp_pairs_capacity: u64,
     pub sip_requests: u64,
     pub sip_responses: u64,
     pub sip_dropped: u64,
@@ -604,6 +607,8 @@ impl EngineSnapshot {
         let now = Utc::now();
         EngineSnapshot {
             calls_active: endpoint.active_calls() as u64,
+            rtp_pairs_in_use: endpoint.rtp_pool().in_use().0 as u64,
+            rtp_pairs_capacity: endpoint.rtp_pool().in_use().1 as u64,
             sip_requests: stats.requests.load(Ordering::Relaxed),
             sip_responses: stats.responses.load(Ordering::Relaxed),
             sip_dropped: stats.dropped.load(Ordering::Relaxed),
@@ -686,7 +691,7 @@ impl EngineSnapshot {
         if !self.dispatch.is_empty() {
             out.push(self.dispatch_family());
         }
-        let plain: [(&str, &str, u64); 18] = [
+        let plain: [(&str, &str, u64); 20] = [
             (
                 "zentrale_sip_requests_received_total",
                 "SIP requests received (parsed or refused as malformed).",
@@ -776,6 +781,16 @@ impl EngineSnapshot {
                 "zentrale_calls_active",
                 "Calls with a running task (ringing, answered or hanging up).",
                 self.calls_active,
+            ),
+            (
+                "zentrale_rtp_port_pairs_in_use",
+                "RTP port pairs held by calls (a caller's, and its agent leg's once placed).",
+                self.rtp_pairs_in_use,
+            ),
+            (
+                "zentrale_rtp_port_pairs_max",
+                "RTP port pairs the port range and the open-file limit allow; a new call is taken only while a pair stays for every call's agent leg.",
+                self.rtp_pairs_capacity,
             ),
         ];
         for (name, help, value) in plain {
@@ -1126,6 +1141,8 @@ mod tests {
         let metrics = Metrics::new();
         let snapshot = EngineSnapshot {
             calls_active: 2,
+            rtp_pairs_in_use: 3,
+            rtp_pairs_capacity: 5000,
             sip_requests: 10,
             sip_responses: 3,
             sip_dropped: 1,
@@ -1175,6 +1192,8 @@ mod tests {
         let text = metrics.render(&snapshot);
         let expect = [
             ("zentrale_calls_active", 2.0),
+            ("zentrale_rtp_port_pairs_in_use", 3.0),
+            ("zentrale_rtp_port_pairs_max", 5000.0),
             ("zentrale_sip_requests_received_total", 10.0),
             ("zentrale_sip_responses_received_total", 3.0),
             ("zentrale_sip_messages_dropped_total", 1.0),

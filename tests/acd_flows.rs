@@ -401,6 +401,16 @@ fn out_of_rtp_ports_new_callers_get_503_and_waiting_callers_still_reach_their_ag
         "the log says why: {}",
         engine.log_tail(10)
     );
+    let metrics = common::http::metrics(engine);
+    let pairs = |name: &str| common::http::sample(&metrics, name);
+    assert_eq!(
+        (
+            pairs("zentrale_rtp_port_pairs_in_use"),
+            pairs("zentrale_rtp_port_pairs_max")
+        ),
+        (Some(2.0), Some(4.0)),
+        "/metrics: two callers' pairs of four"
+    );
 
     login(engine, "a1");
     first.choose(engine, '1', "buergerservice");
