@@ -50,7 +50,7 @@ fn scrape_config_is_valid() {
 #[test]
 fn alert_and_recording_rules_are_valid_and_pass_their_unit_tests() {
     let out = promtool(&["check", "rules", "alerts.yml"]);
-    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 12 rules found"), "{out}");
     let out = promtool(&["check", "rules", "recording.yml"]);
     assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
     let out = promtool(&["test", "rules", "alerts.test.yml"]);
