@@ -229,7 +229,7 @@ printf 'call: caller %s%s -> target -> callee %s (callee hangs up)\n' \
 steps=$(wc -w <<<"$RATES")
 sweep_secs=$((steps * REPEAT * (DURATION + 40) + 120))
 
-kam_rate=- kam_us=- kam_sys=- kam_stop=- kam_ok=- kam_uas=-
+kam_rate=- kam_fast=- kam_us=- kam_sys=- kam_stop=- kam_ok=- kam_uas=-
 if phase kamailio; then
     # Its own UAS, stopped with Kamailio: an overloaded Kamailio run leaves the UAS with calls
     # whose BYE is retransmitted for up to 32 s, which must not count against the engine.
@@ -239,7 +239,7 @@ if phase kamailio; then
         "$("$KAMAILIO" -v 2>/dev/null | head -1 | sed 's/^version: //')" "$KAM_PID" "$KAM_CHILDREN" \
         "${KAM_MALLOC:-default}" "$KAM_PORT" "$KAM_UAS_PORT" "$(kamailio_config_name)"
     find_max_rate "127.0.0.1:$KAM_PORT" kamailio "$DIAL" "$KAM_PID"
-    kam_rate=$MAX_RATE kam_us=$MAX_RATE_US kam_sys=$MAX_RATE_SYS kam_stop=$MAX_RATE_STOP kam_ok=$MAX_RATE_OK kam_uas=$MAX_RATE_UAS_OK
+    kam_rate=$MAX_RATE kam_fast=$MAX_RATE_FAST kam_us=$MAX_RATE_US kam_sys=$MAX_RATE_SYS kam_stop=$MAX_RATE_STOP kam_ok=$MAX_RATE_OK kam_uas=$MAX_RATE_UAS_OK
     kamailio_stop
     kill -KILL "$UAS_PID" 2>/dev/null || true
     wait "$UAS_PID" 2>/dev/null || true
@@ -249,7 +249,7 @@ if phase kamailio; then
 fi
 
 lat_line="" lat_verdict="not measured" caller_line=""
-eng_rate=- eng_us=- eng_sys=- eng_stop=- eng_ok=- eng_uas=- eng_uas_fail=- sweep_line=""
+eng_rate=- eng_fast=- eng_us=- eng_sys=- eng_stop=- eng_ok=- eng_uas=- eng_uas_fail=- sweep_line=""
 if phase latency || phase engine; then
     env -i PATH="$PATH" HOME="${HOME:-/tmp}" ${ENGINE_ENV:-} \
         ZENTRALE_SIP__LISTEN="127.0.0.1:$SIP_PORT" \
@@ -342,7 +342,7 @@ if phase engine; then
     sampler=$!
     EXTRA_PIDS+=" $sampler"
     find_max_rate "127.0.0.1:$SIP_PORT" engine "$DIAL" "$ENGINE_PID"
-    eng_rate=$MAX_RATE eng_us=$MAX_RATE_US eng_sys=$MAX_RATE_SYS eng_stop=$MAX_RATE_STOP eng_ok=$MAX_RATE_OK
+    eng_rate=$MAX_RATE eng_fast=$MAX_RATE_FAST eng_us=$MAX_RATE_US eng_sys=$MAX_RATE_SYS eng_stop=$MAX_RATE_STOP eng_ok=$MAX_RATE_OK
     eng_uas=$MAX_RATE_UAS_OK eng_uas_fail=$MAX_RATE_UAS_FAIL eng_why=$MAX_RATE_WHY
     kill -KILL "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
@@ -400,6 +400,13 @@ if phase kamailio; then
         "$kam_rate" "$kam_us" "$kam_sys" "$kam_stop" "$kam_ok" "$kam_uas"
 fi
 printf 'ours / Kamailio:         %6s   goal >= 1.0: %s\n' "$ratio" "$ratio_verdict"
+# The same with the p99 limit: a target past its capacity can still pass on success alone when
+# SIPp's retransmissions make up for what it dropped (p99 to BYE >= 500 ms); informational.
+if [[ $eng_fast != - && $kam_fast != - && ${P99_LIMIT:-50} != 0 ]]; then
+    printf 'with p99 to BYE <= %s ms as well: engine %s, Kamailio %s calls/s: %s (informational; the goal counts success only)\n' \
+        "${P99_LIMIT:-50}" "$eng_fast" "$kam_fast" \
+        "$(awk -v a="$eng_fast" -v b="$kam_fast" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+fi
 [[ -n $lat_line ]] && echo "$lat_line"
 printf 'dispatch latency goal (agent free -> INVITE p99 < 5 ms): %s\n' "$lat_verdict"
 [[ -n $sweep_line ]] && echo "$sweep_line"
