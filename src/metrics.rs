@@ -605,10 +605,11 @@ impl EngineSnapshot {
         let media = endpoint.media_stats();
         let rules = endpoint.rules().current();
         let now = Utc::now();
+        let (rtp_pairs_in_use, rtp_pairs_capacity) = endpoint.rtp_pool().in_use();
         EngineSnapshot {
             calls_active: endpoint.active_calls() as u64,
-            rtp_pairs_in_use: endpoint.rtp_pool().in_use().0 as u64,
-            rtp_pairs_capacity: endpoint.rtp_pool().in_use().1 as u64,
+            rtp_pairs_in_use: rtp_pairs_in_use as u64,
+            rtp_pairs_capacity: rtp_pairs_capacity as u64,
             sip_requests: stats.requests.load(Ordering::Relaxed),
             sip_responses: stats.responses.load(Ordering::Relaxed),
             sip_dropped: stats.dropped.load(Ordering::Relaxed),
