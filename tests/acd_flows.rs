@@ -451,11 +451,12 @@ fn agent_hanging_up_right_after_answering_still_ends_the_callers_call() {
         wait_agent_state(engine, "a1", "available", 4 * SECOND);
     }
     // Nothing of the calls is left in the engine's dialog table (agent legs included: they
-    // used to stay there for good, each keeping its call's input channel alive).
+    // used to stay there for good, each keeping its call's input channel alive), and every
+    // RTP pair (caller's and agent leg's) is back in the pool.
     let deadline = Instant::now() + 5 * SECOND;
     loop {
         let health = common::http::get_json(engine.http_addr(), "/healthz");
-        if health["sip_dialogs"] == 0 {
+        if health["sip_dialogs"] == 0 && health["rtp_port_pairs_in_use"] == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "dialogs left behind: {health}");
