@@ -560,8 +560,9 @@ impl Metrics {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineSnapshot {
     pub calls_active: u64,
-    /// RTP port pairs handed out, and the most there can be (range and open-file limit).
+    /// RTP port pairs handed out (and of those, callers'), and the most there can be.
     pub rtp_pairs_in_use: u64,
+    pub rtp_pairs_callers: u64,
     pub rtp_pairs_capacity: u64,
     pub sip_requests: u64,
     pub sip_responses: u64,
@@ -605,11 +606,12 @@ impl EngineSnapshot {
         let media = endpoint.media_stats();
         let rules = endpoint.rules().current();
         let now = Utc::now();
-        let (rtp_pairs_in_use, rtp_pairs_capacity) = endpoint.rtp_pool().in_use();
+        let pairs = endpoint.rtp_pool().usage();
         EngineSnapshot {
             calls_active: endpoint.active_calls() as u64,
-            rtp_pairs_in_use: rtp_pairs_in_use as u64,
-            rtp_pairs_capacity: rtp_pairs_capacity as u64,
+            rtp_pairs_in_use: pairs.held as u64,
+            rtp_pairs_callers: pairs.callers as u64,
+            rtp_pairs_capacity: pairs.max as u64,
             sip_requests: stats.requests.load(Ordering::Relaxed),
             sip_responses: stats.responses.load(Ordering::Relaxed),
             sip_dropped: stats.dropped.load(Ordering::Relaxed),
@@ -692,7 +694,7 @@ impl EngineSnapshot {
         if !self.dispatch.is_empty() {
             out.push(self.dispatch_family());
         }
-        let plain: [(&str, &str, u64); 20] = [
+        let plain: [(&str, &str, u64); 21] = [
             (
                 "zentrale_sip_requests_received_total",
                 "SIP requests received (parsed or refused as malformed).",
@@ -787,6 +789,11 @@ impl EngineSnapshot {
                 "zentrale_rtp_port_pairs_in_use",
                 "RTP port pairs held by calls (a caller's, and its agent leg's once placed).",
                 self.rtp_pairs_in_use,
+            ),
+            (
+                "zentrale_rtp_port_pairs_callers",
+                "RTP port pairs held by callers (not agent legs): new calls get 503 (no media port) once this would exceed half of zentrale_rtp_port_pairs_max.",
+                self.rtp_pairs_callers,
             ),
             (
                 "zentrale_rtp_port_pairs_max",
@@ -1143,6 +1150,7 @@ mod tests {
         let snapshot = EngineSnapshot {
             calls_active: 2,
             rtp_pairs_in_use: 3,
+            rtp_pairs_callers: 2,
             rtp_pairs_capacity: 5000,
             sip_requests: 10,
             sip_responses: 3,
@@ -1194,6 +1202,7 @@ mod tests {
         let expect = [
             ("zentrale_calls_active", 2.0),
             ("zentrale_rtp_port_pairs_in_use", 3.0),
+            ("zentrale_rtp_port_pairs_callers", 2.0),
             ("zentrale_rtp_port_pairs_max", 5000.0),
             ("zentrale_sip_requests_received_total", 10.0),
             ("zentrale_sip_responses_received_total", 3.0),

@@ -358,7 +358,7 @@ fn fit_open_file_limit(settings: &Settings, rtp: &RtpPortPool) {
     }
     rtp.limit_pairs(rtp_pairs_for(limit));
     // Each call keeps a second pair for its agent leg (see `media::rtp_ports`).
-    let calls = rtp.in_use().1 / 2;
+    let calls = rtp.usage().max / 2;
     if settings.sip.max_calls > calls {
         warn!(
             max_calls = settings.sip.max_calls,

@@ -47,7 +47,7 @@ async fn health(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Valu
     let phase = endpoint.shutdown().phase();
     let stats = &endpoint.stats;
     let media = endpoint.media_stats();
-    let (rtp_pairs_in_use, rtp_pairs_max) = endpoint.rtp_pool().in_use();
+    let pairs = endpoint.rtp_pool().usage();
     let body = json!({
         "status": if phase == Phase::Running { "ok" } else { "draining" },
         "version": env!("CARGO_PKG_VERSION"),
@@ -64,8 +64,9 @@ async fn health(State(endpoint): State<Arc<Endpoint>>) -> (StatusCode, Json<Valu
         "rtp_packets_late": media.packets_late.load(Ordering::Relaxed),
         "rtp_packets_received": media.packets_received.load(Ordering::Relaxed),
         "rtp_frames_skipped": media.frames_skipped.load(Ordering::Relaxed),
-        "rtp_port_pairs_in_use": rtp_pairs_in_use,
-        "rtp_port_pairs_max": rtp_pairs_max,
+        "rtp_port_pairs_in_use": pairs.held,
+        "rtp_port_pairs_callers": pairs.callers,
+        "rtp_port_pairs_max": pairs.max,
         "rules_version": endpoint.rules().current().rules.version.hash,
         "call_events": endpoint.events().published.load(Ordering::Relaxed),
     });

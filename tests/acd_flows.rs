@@ -406,9 +406,10 @@ fn out_of_rtp_ports_new_callers_get_503_and_waiting_callers_still_reach_their_ag
     assert_eq!(
         (
             pairs("zentrale_rtp_port_pairs_in_use"),
+            pairs("zentrale_rtp_port_pairs_callers"),
             pairs("zentrale_rtp_port_pairs_max")
         ),
-        (Some(2.0), Some(4.0)),
+        (Some(2.0), Some(2.0), Some(4.0)),
         "/metrics: two callers' pairs of four"
     );
 

@@ -60,6 +60,17 @@ struct Free {
     callers: usize,
 }
 
+/// The pool's pairs at one moment (for `/metrics` and `/healthz`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PairUsage {
+    /// Pairs handed out, callers' and agent legs'.
+    pub held: usize,
+    /// Of those, callers': a new caller is refused once they would exceed `max / 2`.
+    pub callers: usize,
+    /// The most pairs there can be (the range's, or what the open-file limit allows).
+    pub max: usize,
+}
+
 /// What a pair is for, which decides whether it may be taken (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leg {
@@ -128,12 +139,16 @@ impl RtpPortPool {
         }
     }
 
-    /// Pairs handed out now, and the most there can be.
-    pub fn in_use(&self) -> (usize, usize) {
+    /// Pairs handed out now (and how many of them are callers'), and the most there can be.
+    pub fn usage(&self) -> PairUsage {
         self.free
             .lock()
-            .map(|f| (f.held, f.capacity))
-            .unwrap_or((0, 0))
+            .map(|f| PairUsage {
+                held: f.held,
+                callers: f.callers,
+                max: f.capacity,
+            })
+            .unwrap_or_default()
     }
 
     pub fn ip(&self) -> IpAddr {
@@ -377,18 +392,39 @@ mod tests {
         let second_agent = pool
             .allocate(Leg::Agent)
             .expect("second caller's agent leg");
-        assert_eq!(pool.in_use(), (4, 4));
+        assert_eq!(
+            pool.usage(),
+            PairUsage {
+                held: 4,
+                callers: 2,
+                max: 4
+            }
+        );
         assert_eq!(full(pool.allocate(Leg::Agent)), (4, 2));
         // A call that ends gives both its pairs back: room for one new caller and its agent.
         drop(first_agent);
         drop(first);
-        assert_eq!(pool.in_use(), (2, 4));
+        assert_eq!(
+            pool.usage(),
+            PairUsage {
+                held: 2,
+                callers: 1,
+                max: 4
+            }
+        );
         let third = pool
             .allocate(Leg::Caller)
             .expect("a caller once a call ended");
         assert_eq!(full(pool.allocate(Leg::Caller)), (4, 2));
         drop((second, second_agent, third));
-        assert_eq!(pool.in_use(), (0, 4));
+        assert_eq!(
+            pool.usage(),
+            PairUsage {
+                held: 0,
+                callers: 0,
+                max: 4
+            }
+        );
     }
 
     #[tokio::test]
@@ -403,7 +439,7 @@ mod tests {
         drop((caller, agent));
         // A limit above the range's size leaves the range's size.
         pool.limit_pairs(100);
-        assert_eq!(pool.in_use(), (0, 6));
+        assert_eq!(pool.usage().max, 6);
     }
 
     #[tokio::test]
@@ -416,7 +452,14 @@ mod tests {
         for _ in 0..3 {
             assert!(matches!(pool.allocate(Leg::Agent), Err(NoPort::Exhausted)));
         }
-        assert_eq!(pool.in_use(), (0, 1));
+        assert_eq!(
+            pool.usage(),
+            PairUsage {
+                held: 0,
+                callers: 0,
+                max: 1
+            }
+        );
     }
 
     #[tokio::test]
