@@ -337,8 +337,8 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 const OTHER_FILES: u64 = 1024;
 
 /// Raises the open-file limit as far as allowed, warns when it is below what the RTP port
-/// range can use, and keeps returned RTP pairs bound only as far as it leaves
-/// [`OTHER_FILES`] free.
+/// range can use, limits the RTP pairs (handed out or kept bound) to what it leaves after
+/// [`OTHER_FILES`], and warns when those pairs allow fewer calls than `sip.max_calls`.
 fn fit_open_file_limit(settings: &Settings, rtp: &RtpPortPool) {
     let Some(limit) = raise_open_file_limit() else {
         return;
@@ -357,8 +357,7 @@ fn fit_open_file_limit(settings: &Settings, rtp: &RtpPortPool) {
         info!(limit, "open-file limit");
     }
     rtp.limit_pairs(rtp_pairs_for(limit));
-    // Each call keeps a second pair for its agent leg (see `media::rtp_ports`).
-    let calls = rtp.usage().max / 2;
+    let calls = rtp.usage().callers_max();
     if settings.sip.max_calls > calls {
         warn!(
             max_calls = settings.sip.max_calls,

@@ -50,9 +50,8 @@ struct Free {
     cold: VecDeque<u16>,
     /// Bound pairs, oldest first.
     warm: VecDeque<Warm>,
-    /// Most returned pairs kept bound (two file descriptors each); the rest are closed.
-    max_warm: usize,
-    /// Most pairs handed out at once: the range's, or fewer if the open-file limit says so.
+    /// Most pairs bound at once, handed out or kept warm (two file descriptors each): the
+    /// range's, or fewer if the open-file limit says so. Returned pairs beyond it are closed.
     capacity: usize,
     /// Pairs handed out now (callers' and agent legs').
     held: usize,
@@ -65,10 +64,22 @@ struct Free {
 pub struct PairUsage {
     /// Pairs handed out, callers' and agent legs'.
     pub held: usize,
-    /// Of those, callers': a new caller is refused once they would exceed `max / 2`.
+    /// Of those, callers': a new caller is refused once they would exceed
+    /// [`PairUsage::callers_max`].
     pub callers: usize,
     /// The most pairs there can be (the range's, or what the open-file limit allows).
     pub max: usize,
+}
+
+impl PairUsage {
+    /// The most callers (calls) the pairs allow: each keeps a second pair for its agent leg.
+    pub fn callers_max(&self) -> usize {
+        callers_max(self.max)
+    }
+}
+
+fn callers_max(pairs: usize) -> usize {
+    pairs / 2
 }
 
 /// What a pair is for, which decides whether it may be taken (see the module docs).
@@ -119,7 +130,6 @@ impl RtpPortPool {
         Arc::new(RtpPortPool {
             ip,
             free: Mutex::new(Free {
-                max_warm: cold.len(),
                 capacity: cold.len(),
                 cold,
                 warm: VecDeque::new(),
@@ -134,7 +144,6 @@ impl RtpPortPool {
     pub fn limit_pairs(&self, pairs: usize) {
         if let Ok(mut free) = self.free.lock() {
             let range = free.cold.len() + free.warm.len() + free.held;
-            free.max_warm = pairs;
             free.capacity = pairs.min(range);
         }
     }
@@ -174,7 +183,7 @@ impl RtpPortPool {
         };
         free.unclaim(leg);
         match sockets {
-            Some((socket, rtcp)) if free.warm.len() < free.max_warm => free.warm.push_back(Warm {
+            Some((socket, rtcp)) if free.warm.len() < free.capacity => free.warm.push_back(Warm {
                 socket,
                 rtcp,
                 port,
@@ -288,7 +297,7 @@ impl Free {
     /// Counts a pair for `leg` as handed out, if the rule in the module docs allows it.
     fn claim(&mut self, leg: Leg) -> Result<(), NoPort> {
         let fits = match leg {
-            Leg::Caller => self.held < self.capacity && 2 * (self.callers + 1) <= self.capacity,
+            Leg::Caller => self.held < self.capacity && self.callers < callers_max(self.capacity),
             Leg::Agent => self.held < self.capacity,
         };
         if !fits {
@@ -322,7 +331,7 @@ pub enum NoPort {
     #[error(
         "no RTP port for a new call: {callers} calls hold the {pairs} pairs the RTP port range \
          and the open-file limit allow, with one kept for each call's agent leg (widen \
-         media.rtp_port_min..rtp_port_max, raise the open-file limit, or lower sip.max_calls)"
+         media.rtp_port_min..rtp_port_max or raise the open-file limit)"
     )]
     Full { pairs: usize, callers: usize },
     #[error(
@@ -357,20 +366,25 @@ mod tests {
         assert_eq!(pool.available(), before + 1);
     }
 
+    /// The first of `len` consecutive loopback UDP ports (from 40000 on) that were all free,
+    /// and the sockets now bound to them (drop them to free the range again).
+    fn bind_free_range(len: u16) -> (u16, Vec<std::net::UdpSocket>) {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        (0..50u16)
+            .find_map(|i| {
+                let base = 40_000 + i * 256;
+                let held: Vec<_> = (base..base + len)
+                    .map_while(|p| std::net::UdpSocket::bind((ip, p)).ok())
+                    .collect();
+                (held.len() == usize::from(len)).then_some((base, held))
+            })
+            .expect("no range of free loopback UDP ports between 40000 and 52800")
+    }
+
     /// A range of `pairs` pairs on loopback whose ports are free right now.
     fn free_range(pairs: u16) -> (u16, u16) {
-        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        let len = 2 * pairs;
-        (0..100u16)
-            .find_map(|i| {
-                let base = 44_000 + i * 64;
-                let all_free = (base..base + len)
-                    .map(|p| std::net::UdpSocket::bind((ip, p)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .is_ok();
-                all_free.then_some((base, base + len - 1))
-            })
-            .expect("no range of free loopback UDP ports between 44000 and 50400")
+        let (min, _) = bind_free_range(2 * pairs);
+        (min, min + 2 * pairs - 1)
     }
 
     fn full(result: Result<RtpPort, NoPort>) -> (usize, usize) {
@@ -468,15 +482,7 @@ mod tests {
         // Another program holds every port of a range larger than one call may try (the
         // first range here whose ports were all free to take).
         let len = 2 * MAX_SKIPS as u16 + 4;
-        let (base, _blockers) = (0..50u16)
-            .find_map(|i| {
-                let base = 40_000 + i * 256;
-                let held: Vec<_> = (base..base + len)
-                    .map_while(|p| std::net::UdpSocket::bind((ip, p)).ok())
-                    .collect();
-                (held.len() == usize::from(len)).then_some((base, held))
-            })
-            .expect("no range of free loopback UDP ports between 40000 and 52800");
+        let (base, _blockers) = bind_free_range(len);
         let pool = RtpPortPool::new(ip, base, base + len - 1);
         let ports = pool.available();
         match pool.allocate(Leg::Agent) {
