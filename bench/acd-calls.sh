@@ -378,9 +378,11 @@ if phase engine && [[ $eng_rate != - && $eng_rate -gt 0 ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# ratio_of A B: A / B with two decimals, "-" when B is 0.
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 ratio=- ratio_verdict="not measured"
 if [[ $eng_rate != - && $kam_rate != - ]]; then
-    ratio=$(awk -v a="$eng_rate" -v b="$kam_rate" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+    ratio=$(ratio_of "$eng_rate" "$kam_rate")
     if [[ $ratio != - ]]; then
         ratio_verdict=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.0) ? "met" : "NOT met" }')
         [[ $eng_stop == all-passed || $kam_stop == all-passed ]] &&
@@ -405,7 +407,7 @@ printf 'ours / Kamailio:         %6s   goal >= 1.0: %s\n' "$ratio" "$ratio_verdi
 if [[ $eng_fast != - && $kam_fast != - && ${P99_LIMIT:-50} != 0 ]]; then
     printf 'with p99 to BYE <= %s ms as well: engine %s, Kamailio %s calls/s: %s (informational; the goal counts success only)\n' \
         "${P99_LIMIT:-50}" "$eng_fast" "$kam_fast" \
-        "$(awk -v a="$eng_fast" -v b="$kam_fast" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+        "$(ratio_of "$eng_fast" "$kam_fast")"
 fi
 [[ -n $lat_line ]] && echo "$lat_line"
 printf 'dispatch latency goal (agent free -> INVITE p99 < 5 ms): %s\n' "$lat_verdict"

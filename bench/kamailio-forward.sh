@@ -10,7 +10,7 @@
 #
 # Knobs (environment): RATES, DURATION (s per run, default 10), REPEAT (runs per rate, default 2),
 # THRESHOLD (%, default 99.9), DIAL (Request-URI user, default 491), KAM_ACC (1: the comparable
-# anchor with dialog + acc rows to SQLite, bench/kamailio/kamailio-acc.cfg), KAM_CHILDREN (2; 1 with KAM_ACC=1), KAM_SHM
+# anchor with dialog + acc rows to SQLite: bench/kamailio/kamailio.cfg with WITH_ACC), KAM_CHILDREN (2; 1 with KAM_ACC=1), KAM_SHM
 # (2048 MB), KAM_PKG (32 MB), KAM_MALLOC (tlsf; empty = package default), KAM_RCVBUF (4194304),
 # KAMAILIO (binary; installed with apt-get when missing), TOOLS=1 (afterwards the same sweep
 # SIPp -> SIPp UAS directly: the tools' own ceiling), KEEP=1 (keep the work directory).

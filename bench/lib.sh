@@ -168,13 +168,13 @@ cpu_pressure() {
 # on a shared VM it is often well above 0 with nothing of ours running (neighbours), and then
 # figures from that hour read lower than another hour's.
 machine_line() {
-    local s0 w0 s1 w1 idle="-"
+    local s0 w0 s1 w1 pressure="-"
     read -r s0 w0 < <(cpu_pressure)
     sleep 1
     read -r s1 w1 < <(cpu_pressure)
-    if [[ $s0 != -1 ]]; then idle=$(awk -v s=$((s1 - s0)) -v w=$((w1 - w0)) 'BEGIN { printf "%.0f", (w > 0 ? 100 * s / w : 0) }'); fi
+    if [[ $s0 != -1 ]]; then pressure=$(awk -v s=$((s1 - s0)) -v w=$((w1 - w0)) 'BEGIN { printf "%.0f", (w > 0 ? 100 * s / w : 0) }'); fi
     printf 'machine: %s cores, load average %s, CPU pressure %s %% (1 s, before the runs)' \
-        "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$idle"
+        "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$pressure"
 }
 # "TOTAL SYSTEM": utime + stime, and stime alone (clock ticks), of a process and its direct
 # children together (Kamailio's workers are children of its main process; the engine has none).
@@ -241,7 +241,7 @@ uas_settled_count() {
 # ---------------------------------------------------------------------------------------------
 # The Kamailio anchor (BENCHMARKING.md): transaction-stateful forwarding proxy, tuned.
 
-# KAM_ACC=1: the comparable anchor, bench/kamailio/kamailio-acc.cfg (dialog tracking and two acc
+# KAM_ACC=1: the comparable anchor, bench/kamailio/kamailio.cfg with WITH_ACC (dialog tracking and two acc
 # rows per call, INVITE and BYE, into SQLite on /dev/shm) instead of plain forwarding. One
 # worker by default: with two, SQLite's lock made Kamailio drop ~40 % of the rows ("database
 # is locked") already at 2,000 calls/s.
@@ -272,7 +272,7 @@ kamailio_require() {
 # Which anchor runs, for the headings.
 kamailio_config_name() {
     if [[ $KAM_ACC == 1 ]]; then
-        echo "bench/kamailio/kamailio-acc.cfg: dialog + acc rows to SQLite (KAM_ACC=1)"
+        echo "bench/kamailio/kamailio.cfg with WITH_ACC: dialog + acc rows to SQLite (KAM_ACC=1)"
     else
         echo "bench/kamailio/kamailio.cfg: plain forwarding"
     fi
@@ -298,7 +298,7 @@ kamailio_install() {
 }
 
 # kamailio_start PORT UAS: starts Kamailio in the foreground (as the current user) with
-# bench/kamailio/kamailio.cfg (kamailio-acc.cfg with KAM_ACC=1, see above) on udp 127.0.0.1:PORT, forwarding every call to UAS
+# bench/kamailio/kamailio.cfg (with WITH_ACC when KAM_ACC=1, see above) on udp 127.0.0.1:PORT, forwarding every call to UAS
 # (host:port, e.g. 127.0.0.1:20002), tuned by KAM_CHILDREN/KAM_SHM/KAM_PKG/KAM_MALLOC/KAM_RCVBUF.
 # Waits until it answers OPTIONS. Sets KAM_PID (the main process; the workers are its children);
 # log in $WORK/kamailio.log. kamailio_stop (also run by the cleanup trap) stops it.
@@ -312,11 +312,9 @@ kamailio_start() {
         KAM_MALLOC=""
     fi
     [[ -n $KAM_MALLOC ]] && tune+=(-x "$KAM_MALLOC")
-    local cfg=$ROOT/bench/kamailio/kamailio.cfg
     if [[ $KAM_ACC == 1 ]]; then
         # On tmpfs: Kamailio commits every row on its own, and SQLite's default in WAL mode
         # syncs each commit (the engine batches its rows and syncs at checkpoints only).
-        cfg=$ROOT/bench/kamailio/kamailio-acc.cfg
         KAM_ACC_DB=/dev/shm/zentrale-bench-acc-$$.db
         rm -f "$KAM_ACC_DB" "$KAM_ACC_DB-wal" "$KAM_ACC_DB-shm"
         python3 -c '
@@ -328,9 +326,9 @@ for part in ("standard", "acc"):
 db.execute("PRAGMA journal_mode=WAL")
 db.commit()
 ' "$KAM_ACC_DB" || { echo "could not create the acc database $KAM_ACC_DB" >&2; exit 1; }
-        tune+=(-A "ACC_DB_URL=\"sqlite:///$KAM_ACC_DB\"")
+        tune+=(-A WITH_ACC -A "ACC_DB_URL=\"sqlite:///$KAM_ACC_DB\"")
     fi
-    "$KAMAILIO" -f "$cfg" -DD -E -T -S \
+    "$KAMAILIO" -f "$ROOT/bench/kamailio/kamailio.cfg" -DD -E -T -S \
         -l "udp:127.0.0.1:$port" -A "UAS_URI=\"sip:$uas\"" "${tune[@]}" \
         -Y "$WORK/kamailio-run" -P "$WORK/kamailio.pid" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
     KAM_PID=$!
